@@ -1,0 +1,146 @@
+//! The connections pglock locks on, behind one small interface.
+//!
+//! Statements are prepared once per connection where a cache exists (a pooled
+//! connection's, a [`Session`]'s) and sent as unnamed typed statements otherwise
+//! (a plain `tokio_postgres::Transaction`); either way an attempt is one round trip
+//! once warm.
+
+use std::future::Future;
+
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{CancelToken, Row, Statement};
+
+use crate::session::Session;
+
+pub(crate) type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+
+/// A statement ready to run on one connection.
+pub(crate) enum Prepared {
+    Statement(Statement),
+    Typed(&'static str),
+}
+
+/// A borrowed connection that can run pglock's statements.
+#[doc(hidden)]
+#[derive(Clone, Copy)]
+pub enum Exec<'a> {
+    Session(&'a Session),
+    Pooled(&'a deadpool_postgres::Object),
+    Tx(&'a tokio_postgres::Transaction<'a>),
+    PooledTx(&'a deadpool_postgres::Transaction<'a>),
+}
+
+impl<'a> Exec<'a> {
+    /// Prepares (or finds in the cache) `sql`. Cache hits cost nothing on the wire.
+    pub(crate) async fn prepare(self, sql: &'static str) -> Result<Prepared, tokio_postgres::Error> {
+        Ok(match self {
+            Exec::Session(s) => Prepared::Statement(s.prepare_cached(sql).await?),
+            Exec::Pooled(o) => Prepared::Statement(o.prepare_cached(sql).await?),
+            Exec::PooledTx(t) => Prepared::Statement(t.prepare_cached(sql).await?),
+            Exec::Tx(_) => Prepared::Typed(sql),
+        })
+    }
+
+    /// Runs a prepared statement. The request is queued on the connection at the
+    /// first poll of the returned future, before it first returns `Pending`, so
+    /// futures polled in order reach the server in order (pipelining).
+    pub(crate) fn query<'b>(
+        self,
+        prepared: &'b Prepared,
+        params: &'b [Param<'b>],
+    ) -> impl Future<Output = Result<Vec<Row>, tokio_postgres::Error>> + Send + 'b
+    where
+        'a: 'b,
+    {
+        async move {
+            match prepared {
+                Prepared::Typed(sql) => match self {
+                    Exec::Tx(t) => t.query_typed(sql, params).await,
+                    Exec::PooledTx(t) => t.query_typed(sql, params).await,
+                    Exec::Session(s) => s.client().query_typed(sql, params).await,
+                    Exec::Pooled(o) => o.query_typed(sql, params).await,
+                },
+                Prepared::Statement(st) => {
+                    let untyped: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.0).collect();
+                    match self {
+                        Exec::Session(s) => s.client().query(st, &untyped).await,
+                        Exec::Pooled(o) => o.query(st, &untyped).await,
+                        Exec::Tx(t) => t.query(st, &untyped).await,
+                        Exec::PooledTx(t) => t.query(st, &untyped).await,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Prepares and runs one statement.
+    pub(crate) async fn run(
+        self,
+        sql: &'static str,
+        params: &[Param<'_>],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let prepared = self.prepare(sql).await?;
+        self.query(&prepared, params).await
+    }
+
+    pub(crate) async fn batch(self, sql: &str) -> Result<(), tokio_postgres::Error> {
+        match self {
+            Exec::Session(s) => s.client().batch_execute(sql).await,
+            Exec::Pooled(o) => o.batch_execute(sql).await,
+            Exec::Tx(t) => t.batch_execute(sql).await,
+            Exec::PooledTx(t) => t.batch_execute(sql).await,
+        }
+    }
+
+    pub(crate) fn cancel_token(self) -> CancelToken {
+        match self {
+            Exec::Session(s) => s.client().cancel_token(),
+            Exec::Pooled(o) => o.cancel_token(),
+            Exec::Tx(t) => t.cancel_token(),
+            Exec::PooledTx(t) => t.cancel_token(),
+        }
+    }
+}
+
+/// A connection a guard owns while it holds a session lock.
+#[doc(hidden)]
+pub enum Conn {
+    /// Checked out of a pool; goes back when the guard is done with it.
+    Pooled(deadpool_postgres::Object),
+    /// A (shared) pglock session.
+    Session(Session),
+}
+
+impl Conn {
+    pub(crate) fn exec(&self) -> Exec<'_> {
+        match self {
+            Conn::Pooled(o) => Exec::Pooled(o),
+            Conn::Session(s) => Exec::Session(s),
+        }
+    }
+
+    pub(crate) fn client(&self) -> &tokio_postgres::Client {
+        match self {
+            Conn::Pooled(o) => o,
+            Conn::Session(s) => s.client(),
+        }
+    }
+
+    /// Gives the connection up after a failure that may have left it in an unknown
+    /// state: a pooled connection is detached from its pool and closed (ending its
+    /// session frees every lock it held); a session is left to its owner.
+    pub(crate) fn discard(self) {
+        if let Conn::Pooled(o) = self {
+            drop(deadpool_postgres::Object::take(o));
+        }
+    }
+}
+
+/// Sends a cancel request for whatever the connection is running, without TLS.
+/// Best effort: a server that insists on TLS refuses it, and the wait then ends
+/// when the lock is granted or the session closes.
+pub(crate) async fn cancel(token: CancelToken) {
+    if let Err(e) = token.cancel_query(tokio_postgres::NoTls).await {
+        tracing::warn!(error = %e, "pglock: could not send a cancel request");
+    }
+}

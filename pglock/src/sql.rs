@@ -1,0 +1,188 @@
+//! Every SQL text pglock sends. Lock names never appear here: only integer keys,
+//! as bind parameters.
+
+use std::sync::LazyLock;
+
+use crate::lock::Mode;
+
+/// Session locks live until unlocked or the session ends; transaction locks until
+/// the transaction ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scope {
+    Session,
+    Xact,
+}
+
+/// How a lock statement behaves when the lock is busy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    /// `pg_try_advisory_*`: answers `false` at once.
+    Try,
+    /// `pg_advisory_*` under a statement-local `lock_timeout` given as the last
+    /// parameter (`'0'` waits forever). The statement saves the session's
+    /// `lock_timeout`, sets the one asked for, waits, and puts the saved value back,
+    /// all in one round trip; on error the (sub)transaction's rollback undoes it.
+    Wait,
+}
+
+fn index(scope: Scope, mode: Mode, attempt: Attempt, pair: bool) -> usize {
+    (scope as usize) << 3 | (mode as usize) << 2 | (attempt as usize) << 1 | pair as usize
+}
+
+static LOCK: LazyLock<Vec<String>> = LazyLock::new(|| {
+    let mut all = vec![String::new(); 16];
+    for scope in [Scope::Session, Scope::Xact] {
+        for mode in [Mode::Exclusive, Mode::Shared] {
+            for attempt in [Attempt::Try, Attempt::Wait] {
+                for pair in [false, true] {
+                    all[index(scope, mode, attempt, pair)] = build(scope, mode, attempt, pair);
+                }
+            }
+        }
+    }
+    all
+});
+
+fn key_args(pair: bool) -> &'static str {
+    if pair {
+        "$1::int4, $2::int4"
+    } else {
+        "$1::int8"
+    }
+}
+
+fn build(scope: Scope, mode: Mode, attempt: Attempt, pair: bool) -> String {
+    let function = format!(
+        "pg_{}advisory_{}lock{}",
+        if attempt == Attempt::Try { "try_" } else { "" },
+        if scope == Scope::Xact { "xact_" } else { "" },
+        if mode == Mode::Shared { "_shared" } else { "" },
+    );
+    let args = key_args(pair);
+    match attempt {
+        Attempt::Try => format!("SELECT {function}({args})"),
+        Attempt::Wait => {
+            let timeout = if pair { "$3::text" } else { "$2::text" };
+            // Volatile functions keep the subquery from being flattened or its
+            // columns from being pruned; its target list runs left to right.
+            format!(
+                "SELECT set_config('lock_timeout', s.saved, true) FROM (SELECT \
+                 current_setting('lock_timeout') AS saved, \
+                 set_config('lock_timeout', {timeout}, true) AS applied, \
+                 {function}({args}) AS locked) AS s"
+            )
+        }
+    }
+}
+
+/// The statement that takes a lock.
+pub(crate) fn lock(scope: Scope, mode: Mode, attempt: Attempt, pair: bool) -> &'static str {
+    &LOCK[index(scope, mode, attempt, pair)]
+}
+
+static UNLOCK: LazyLock<Vec<String>> = LazyLock::new(|| {
+    let mut all = Vec::new();
+    for mode in [Mode::Exclusive, Mode::Shared] {
+        for pair in [false, true] {
+            let suffix = if mode == Mode::Shared { "_shared" } else { "" };
+            all.push(format!("SELECT pg_advisory_unlock{suffix}({})", key_args(pair)));
+        }
+    }
+    all
+});
+
+/// The statement that releases one hold of a session lock; answers whether it was
+/// held.
+pub(crate) fn unlock(mode: Mode, pair: bool) -> &'static str {
+    &UNLOCK[(mode as usize) << 1 | pair as usize]
+}
+
+static UNLOCK_IF_HELD: LazyLock<Vec<String>> = LazyLock::new(|| {
+    let mut all = Vec::new();
+    for mode in [Mode::Exclusive, Mode::Shared] {
+        for pair in [false, true] {
+            let suffix = if mode == Mode::Shared { "_shared" } else { "" };
+            let n = if pair { 3 } else { 2 };
+            all.push(format!(
+                "SELECT pg_advisory_unlock{suffix}({}) FROM pg_locks \
+                 WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted \
+                 AND mode = '{}' AND classid = ${n}::oid AND objid = ${}::oid \
+                 AND objsubid = ${}::int2",
+                key_args(pair),
+                mode.pg_mode(),
+                n + 1,
+                n + 2,
+            ));
+        }
+    }
+    all
+});
+
+/// Releases a session lock only if this session holds it in that mode.
+///
+/// Used after a failed or abandoned wait: the server may have granted the lock
+/// just as the wait was cancelled or timed out (DESIGN §3). A session that already
+/// held the lock in that mode never waits for it, so a granted row after a failed
+/// wait can only be the wait's own grant.
+pub(crate) fn unlock_if_held(mode: Mode, pair: bool) -> &'static str {
+    &UNLOCK_IF_HELD[(mode as usize) << 1 | pair as usize]
+}
+
+/// Filters `pg_locks` (aliased `l`) to one advisory key in this database;
+/// parameters `$1..$3` are the `classid`, `objid`, `objsubid` triple.
+const KEY_FILTER: &str = "l.locktype = 'advisory' \
+     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+     AND l.classid = $1::oid AND l.objid = $2::oid AND l.objsubid = $3::int2";
+
+/// One session (other than this one) holding the key in a mode that conflicts
+/// with the request (`$4`: whether the request is exclusive).
+pub(crate) static HOLDER: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT l.pid, coalesce(a.application_name, '') FROM pg_locks AS l \
+         LEFT JOIN pg_stat_activity AS a ON a.pid = l.pid \
+         WHERE {KEY_FILTER} AND l.granted AND l.pid <> pg_backend_pid() \
+         AND ($4::bool OR l.mode = 'ExclusiveLock') LIMIT 1"
+    )
+});
+
+/// Every session holding or waiting for the key, holders first, then waiters in
+/// queue order. `waitstart` is read through `to_jsonb` so that servers older than
+/// PostgreSQL 14, which lack the column, answer NULL instead of failing.
+pub(crate) static STATUS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT l.pid, l.mode, l.granted, a.application_name, a.client_addr, \
+         a.backend_start, (to_jsonb(l) ->> 'waitstart')::timestamptz AS wait_start \
+         FROM pg_locks AS l LEFT JOIN pg_stat_activity AS a ON a.pid = l.pid \
+         WHERE {KEY_FILTER} \
+         ORDER BY l.granted DESC, wait_start NULLS FIRST, l.pid"
+    )
+});
+
+pub(crate) const UNLOCK_ALL: &str = "SELECT pg_advisory_unlock_all()";
+pub(crate) const SAVEPOINT: &str = "SAVEPOINT pglock_acquire";
+pub(crate) const RELEASE_SAVEPOINT: &str = "RELEASE SAVEPOINT pglock_acquire";
+pub(crate) const ROLLBACK_SAVEPOINT: &str =
+    "ROLLBACK TO SAVEPOINT pglock_acquire; RELEASE SAVEPOINT pglock_acquire";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_name_the_right_functions() {
+        assert_eq!(
+            lock(Scope::Session, Mode::Exclusive, Attempt::Try, false),
+            "SELECT pg_try_advisory_lock($1::int8)"
+        );
+        assert_eq!(
+            lock(Scope::Xact, Mode::Shared, Attempt::Try, true),
+            "SELECT pg_try_advisory_xact_lock_shared($1::int4, $2::int4)"
+        );
+        let wait = lock(Scope::Session, Mode::Shared, Attempt::Wait, true);
+        assert!(wait.contains("pg_advisory_lock_shared($1::int4, $2::int4)"));
+        assert!(wait.contains("set_config('lock_timeout', $3::text, true)"));
+        assert_eq!(unlock(Mode::Shared, false), "SELECT pg_advisory_unlock_shared($1::int8)");
+        assert!(unlock_if_held(Mode::Exclusive, true).contains("classid = $3::oid"));
+        assert!(unlock_if_held(Mode::Shared, false).contains("mode = 'ShareLock'"));
+    }
+}

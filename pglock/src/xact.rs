@@ -1,0 +1,207 @@
+//! Transaction-level locks: taken inside the caller's transaction, held until it
+//! ends.
+
+use std::time::Instant;
+
+use futures_util::future::join3;
+use tokio_postgres::types::Type;
+use tracing::Instrument;
+
+use crate::conn::{self, Exec};
+use crate::error::Error;
+use crate::lock::{holder, is_pair, key_params, Advisory, Outcome, Wait};
+use crate::sql::{self, Attempt, Scope};
+
+/// A transaction-level advisory lock to acquire: built by
+/// [`Advisory::xact`](crate::Advisory::xact).
+///
+/// The lock is taken inside a transaction you pass in and held until that
+/// transaction commits or rolls back; there is no guard and no unlock. Because
+/// only a transaction is accepted, a transaction-level lock outside a transaction
+/// cannot be written.
+///
+/// ```no_run
+/// # async fn demo(client: &mut tokio_postgres::Client) -> Result<(), Box<dyn std::error::Error>> {
+/// let tx = client.transaction().await?;
+/// pglock::advisory("account:42").xact().acquire_in(&tx).await?;
+/// // … held until commit or rollback …
+/// tx.commit().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[must_use = "a lock builder does nothing until you acquire it"]
+pub struct XactAdvisory {
+    pub(crate) lock: Advisory,
+}
+
+mod private {
+    pub trait Sealed {}
+}
+
+/// A transaction that transaction-level locks can be taken in:
+/// [`tokio_postgres::Transaction`] or [`deadpool_postgres::Transaction`] (whose
+/// statement cache pglock then uses).
+pub trait InTransaction: private::Sealed + Sync {
+    #[doc(hidden)]
+    fn exec(&self) -> Exec<'_>;
+}
+
+impl private::Sealed for tokio_postgres::Transaction<'_> {}
+impl InTransaction for tokio_postgres::Transaction<'_> {
+    fn exec(&self) -> Exec<'_> {
+        Exec::Tx(self)
+    }
+}
+
+impl private::Sealed for deadpool_postgres::Transaction<'_> {}
+impl InTransaction for deadpool_postgres::Transaction<'_> {
+    fn exec(&self) -> Exec<'_> {
+        Exec::PooledTx(self)
+    }
+}
+
+impl XactAdvisory {
+    /// Makes the lock shared.
+    pub fn shared(mut self) -> XactAdvisory {
+        self.lock = self.lock.shared();
+        self
+    }
+
+    /// Sets how long to wait; see [`Advisory::timeout`].
+    pub fn timeout(mut self, timeout: std::time::Duration) -> XactAdvisory {
+        self.lock = self.lock.timeout(timeout);
+        self
+    }
+
+    /// The session-level description of the same lock.
+    pub fn session(&self) -> &Advisory {
+        &self.lock
+    }
+
+    /// Takes the lock in `tx`, waiting as the timeout says (without one: until
+    /// granted, whatever the transaction's `lock_timeout`).
+    ///
+    /// Costs one round trip. With a finite timeout the wait runs under a savepoint,
+    /// pipelined in the same round trip, so that a timeout leaves `tx` usable and
+    /// its `lock_timeout` as it was (rolling back to the savepoint takes one more
+    /// round trip, on that failure path only). Without a timeout a failed wait
+    /// (deadlock, cancellation) aborts `tx` like any failed statement.
+    ///
+    /// # Errors
+    /// As [`Advisory::acquire`].
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe for the transaction: dropping the future while it waits sends
+    /// a cancel request, after which `tx` may be aborted or may hold the lock; roll
+    /// it back. No lock outlives the transaction either way.
+    pub async fn acquire_in<T: InTransaction + ?Sized>(&self, tx: &T) -> Result<(), Error> {
+        let wait = Wait::of(self.lock.timeout);
+        match self.lock_in(tx.exec(), wait, true).await? {
+            Outcome::Acquired(()) => Ok(()),
+            Outcome::Busy(holder) => {
+                Err(Error::not_acquired(&self.lock.id, wait.reported()).with_holder(holder))
+            }
+        }
+    }
+
+    /// Takes the lock in `tx` if it is free (or frees up within the timeout, when
+    /// one is set): `Ok(false)` when busy, and `tx` stays usable.
+    ///
+    /// # Cancel safety
+    /// As [`acquire_in`](XactAdvisory::acquire_in); with no timeout set there is no
+    /// wait to interrupt, and a dropped future leaves at most a held lock that ends
+    /// with the transaction.
+    pub async fn try_acquire_in<T: InTransaction + ?Sized>(&self, tx: &T) -> Result<bool, Error> {
+        let wait = Wait::of(Some(self.lock.timeout.unwrap_or_default()));
+        Ok(matches!(self.lock_in(tx.exec(), wait, false).await?, Outcome::Acquired(())))
+    }
+
+    async fn lock_in(&self, exec: Exec<'_>, wait: Wait, want_holder: bool) -> Result<Outcome<()>, Error> {
+        let lock = &self.lock;
+        lock.id.validate()?;
+        let lock_timeout = wait.lock_timeout()?;
+        let span = tracing::debug_span!(
+            "pglock.acquire",
+            lock = %lock.id,
+            mode = %lock.mode,
+            scope = "xact",
+            timeout = ?lock.timeout,
+            wait_us = tracing::field::Empty,
+        );
+        async move {
+            let started = Instant::now();
+            let key = lock.id.lock_key();
+            let attempt = wait.attempt();
+            let statement = sql::lock(Scope::Xact, lock.mode, attempt, is_pair(key));
+            let error = |e| Error::db(e).with_lock(&lock.id);
+            let prepared = exec.prepare(statement).await.map_err(error)?;
+            let mut params = key_params(&key);
+            if attempt == Attempt::Wait {
+                params.push((&lock_timeout, Type::TEXT));
+            }
+            let mut armed = CancelOnDrop((attempt == Attempt::Wait).then_some(exec));
+            let result = match wait {
+                Wait::Zero => exec.query(&prepared, &params).await.map(|rows| rows.first().is_some_and(|r| r.get(0))),
+                Wait::Forever => exec.query(&prepared, &params).await.map(|_| true),
+                Wait::For(_) => {
+                    let savepoint = exec.prepare(sql::SAVEPOINT).await.map_err(error)?;
+                    let release = exec.prepare(sql::RELEASE_SAVEPOINT).await.map_err(error)?;
+                    // Pipelined: all three are queued before the first answer.
+                    let (begun, locked, released) = join3(
+                        exec.query(&savepoint, &[]),
+                        exec.query(&prepared, &params),
+                        exec.query(&release, &[]),
+                    )
+                    .await;
+                    begun.map_err(error)?;
+                    match locked {
+                        Ok(_) => released.map(|_| true),
+                        Err(e) => {
+                            exec.batch(sql::ROLLBACK_SAVEPOINT).await.map_err(error)?;
+                            Err(e)
+                        }
+                    }
+                }
+            };
+            armed.0 = None;
+            tracing::Span::current().record("wait_us", started.elapsed().as_micros() as u64);
+            match result {
+                Ok(true) => Ok(Outcome::Acquired(())),
+                Ok(false) => {
+                    let holder = match want_holder {
+                        true => holder(exec, key, lock.mode).await,
+                        false => None,
+                    };
+                    Ok(Outcome::Busy(holder))
+                }
+                Err(e) => {
+                    let err = error(e);
+                    if err.is_not_acquired() && matches!(wait, Wait::For(_)) {
+                        let holder = match want_holder {
+                            true => holder(exec, key, lock.mode).await,
+                            false => None,
+                        };
+                        return Ok(Outcome::Busy(holder));
+                    }
+                    Err(err)
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// Sends a cancel request for the transaction's running statement if dropped
+/// while armed.
+struct CancelOnDrop<'a>(Option<Exec<'a>>);
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(exec) = self.0.take() {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                drop(handle.spawn(conn::cancel(exec.cancel_token())));
+            }
+        }
+    }
+}
