@@ -32,7 +32,10 @@ pub enum Exec<'a> {
 
 impl<'a> Exec<'a> {
     /// Prepares (or finds in the cache) `sql`. Cache hits cost nothing on the wire.
-    pub(crate) async fn prepare(self, sql: &'static str) -> Result<Prepared, tokio_postgres::Error> {
+    pub(crate) async fn prepare(
+        self,
+        sql: &'static str,
+    ) -> Result<Prepared, tokio_postgres::Error> {
         Ok(match self {
             Exec::Session(s) => Prepared::Statement(s.prepare_cached(sql).await?),
             Exec::Pooled(o) => Prepared::Statement(o.prepare_cached(sql).await?),
@@ -106,7 +109,7 @@ impl<'a> Exec<'a> {
 #[doc(hidden)]
 pub enum Conn {
     /// Checked out of a pool; goes back when the guard is done with it.
-    Pooled(deadpool_postgres::Object),
+    Pooled(Box<deadpool_postgres::Object>),
     /// A (shared) pglock session.
     Session(Session),
 }
@@ -131,7 +134,7 @@ impl Conn {
     /// session frees every lock it held); a session is left to its owner.
     pub(crate) fn discard(self) {
         if let Conn::Pooled(o) = self {
-            drop(deadpool_postgres::Object::take(o));
+            drop(deadpool_postgres::Object::take(*o));
         }
     }
 }

@@ -109,7 +109,10 @@ impl Error {
     }
 
     pub(crate) fn pool(err: deadpool_postgres::PoolError) -> Error {
-        let mut e = Error::new(ErrorKind::Pool, format!("could not get a pooled connection: {err}"));
+        let mut e = Error::new(
+            ErrorKind::Pool,
+            format!("could not get a pooled connection: {err}"),
+        );
         e.inner.source = Some(Box::new(err));
         e
     }
@@ -117,9 +120,10 @@ impl Error {
     /// Classify a driver error. The lock-specific SQLSTATEs become their own kinds.
     pub(crate) fn db(err: tokio_postgres::Error) -> Error {
         let (kind, message) = match err.code() {
-            Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE => {
-                (ErrorKind::NotAcquired, "lock was not granted in time (lock_timeout)".to_string())
-            }
+            Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE => (
+                ErrorKind::NotAcquired,
+                "lock was not granted in time (lock_timeout)".to_string(),
+            ),
             Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED => (
                 ErrorKind::Deadlock,
                 "the server detected a deadlock and aborted this lock wait".to_string(),
@@ -136,17 +140,22 @@ impl Error {
                     || *c == SqlState::CRASH_SHUTDOWN
                     || *c == SqlState::CANNOT_CONNECT_NOW =>
             {
-                (ErrorKind::ConnectionLost, format!("the server ended the session: {err}"))
+                (
+                    ErrorKind::ConnectionLost,
+                    format!("the server ended the session: {err}"),
+                )
             }
-            _ if err.is_closed() => {
-                (ErrorKind::ConnectionLost, "the connection to the server is closed".to_string())
-            }
+            _ if err.is_closed() => (
+                ErrorKind::ConnectionLost,
+                "the connection to the server is closed".to_string(),
+            ),
             Some(_) => (ErrorKind::Db, format!("database error: {err}")),
             None => match err.source() {
                 // A driver error with an I/O cause means the connection broke.
-                Some(s) if s.is::<std::io::Error>() => {
-                    (ErrorKind::ConnectionLost, format!("connection error: {err}"))
-                }
+                Some(s) if s.is::<std::io::Error>() => (
+                    ErrorKind::ConnectionLost,
+                    format!("connection error: {err}"),
+                ),
                 _ => (ErrorKind::Db, format!("database error: {err}")),
             },
         };
@@ -248,7 +257,10 @@ impl Error {
 
     /// The driver error behind this one, if any.
     pub fn as_db_error(&self) -> Option<&tokio_postgres::Error> {
-        self.inner.source.as_ref()?.downcast_ref::<tokio_postgres::Error>()
+        self.inner
+            .source
+            .as_ref()?
+            .downcast_ref::<tokio_postgres::Error>()
     }
 }
 
@@ -272,7 +284,8 @@ impl fmt::Display for Error {
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
-        d.field("kind", &self.inner.kind).field("message", &self.inner.message);
+        d.field("kind", &self.inner.kind)
+            .field("message", &self.inner.message);
         if let Some(lock) = &self.inner.lock {
             d.field("lock", lock);
         }
@@ -291,7 +304,10 @@ impl fmt::Debug for Error {
 
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.inner.source.as_ref().map(|s| &**s as &(dyn StdError + 'static))
+        self.inner
+            .source
+            .as_ref()
+            .map(|s| &**s as &(dyn StdError + 'static))
     }
 }
 

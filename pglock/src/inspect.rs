@@ -75,12 +75,20 @@ pub async fn status(client: &Client, lock: impl Into<LockId>) -> Result<LockStat
     id.validate()?;
     let key = id.lock_key();
     let (classid, objid, objsubid) = key.pg_locks_triple();
-    let params: [Param<'_>; 3] = [(&classid, Type::OID), (&objid, Type::OID), (&objsubid, Type::INT2)];
+    let params: [Param<'_>; 3] = [
+        (&classid, Type::OID),
+        (&objid, Type::OID),
+        (&objsubid, Type::INT2),
+    ];
     let rows = client
         .query_typed(sql::STATUS.as_str(), &params)
         .await
         .map_err(|e| Error::db(e).with_lock(&id))?;
-    let mut status = LockStatus { key, holders: Vec::new(), waiters: Vec::new() };
+    let mut status = LockStatus {
+        key,
+        holders: Vec::new(),
+        waiters: Vec::new(),
+    };
     for row in rows {
         let entry = LockHolder {
             pid: row.get(0),

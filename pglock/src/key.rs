@@ -105,7 +105,11 @@ impl LockId {
 
     /// A lock on a raw key.
     pub fn key(key: LockKey) -> LockId {
-        LockId { name: None, key, invalid: false }
+        LockId {
+            name: None,
+            key,
+            invalid: false,
+        }
     }
 
     /// The name this lock was given, if it was given one.
@@ -223,8 +227,17 @@ mod tests {
     fn raw_keys_and_triples() {
         assert_eq!(LockId::from(42i64).lock_key(), LockKey::Big(42));
         assert_eq!(LockId::from((1, -2)).lock_key(), LockKey::Pair(1, -2));
-        assert_eq!(LockKey::Big(i64::MIN).pg_locks_triple(), (0x8000_0000, 0, 1));
-        assert_eq!(LockKey::Big(-2).pg_locks_triple(), (u32::MAX, u32::MAX - 1, 1));
-        assert_eq!(LockKey::Pair(i32::MIN, 5).pg_locks_triple(), (0x8000_0000, 5, 2));
+        assert_eq!(
+            LockKey::Big(i64::MIN).pg_locks_triple(),
+            (0x8000_0000, 0, 1)
+        );
+        assert_eq!(
+            LockKey::Big(-2).pg_locks_triple(),
+            (u32::MAX, u32::MAX - 1, 1)
+        );
+        assert_eq!(
+            LockKey::Pair(i32::MIN, 5).pg_locks_triple(),
+            (0x8000_0000, 5, 2)
+        );
     }
 }

@@ -72,7 +72,11 @@ impl fmt::Display for Mode {
 /// # Ok(()) }
 /// ```
 pub fn advisory(name_or_key: impl Into<LockId>) -> Advisory {
-    Advisory { id: name_or_key.into(), mode: Mode::Exclusive, timeout: None }
+    Advisory {
+        id: name_or_key.into(),
+        mode: Mode::Exclusive,
+        timeout: None,
+    }
 }
 
 /// A session-level advisory lock to acquire: built by [`advisory()`].
@@ -232,7 +236,10 @@ impl Advisory {
     ///
     /// # Cancel safety
     /// Cancel-safe, as [`acquire`](Advisory::acquire).
-    pub async fn try_acquire<S: Source + ?Sized>(&self, source: &S) -> Result<Option<Guard>, Error> {
+    pub async fn try_acquire<S: Source + ?Sized>(
+        &self,
+        source: &S,
+    ) -> Result<Option<Guard>, Error> {
         let wait = Wait::of(Some(self.timeout.unwrap_or(Duration::ZERO)));
         match self.lock_session(source, wait, false).await? {
             Outcome::Acquired(guard) => Ok(Some(guard)),
@@ -298,7 +305,11 @@ impl Advisory {
             let key = self.id.lock_key();
             let attempt = wait.attempt();
             let statement = sql::lock(Scope::Session, self.mode, attempt, is_pair(key));
-            let prepared = conn.exec().prepare(statement).await.map_err(|e| self.error(e))?;
+            let prepared = conn
+                .exec()
+                .prepare(statement)
+                .await
+                .map_err(|e| self.error(e))?;
             let mut params = key_params(&key);
             if attempt == Attempt::Wait {
                 params.push((&lock_timeout, Type::TEXT));
@@ -310,11 +321,17 @@ impl Advisory {
             span.record("wait_us", started.elapsed().as_micros() as u64);
             match result {
                 Ok(rows) => {
-                    let granted = attempt == Attempt::Wait || rows.first().is_some_and(|r| r.get(0));
+                    let granted =
+                        attempt == Attempt::Wait || rows.first().is_some_and(|r| r.get(0));
                     span.record("acquired", granted);
                     if granted {
                         tracing::debug!("pglock: acquired");
-                        return Ok(Outcome::Acquired(Guard::new(conn, self.id.clone(), self.mode, started)));
+                        return Ok(Outcome::Acquired(Guard::new(
+                            conn,
+                            self.id.clone(),
+                            self.mode,
+                            started,
+                        )));
                     }
                     let holder = match want_holder {
                         true => holder(conn.exec(), key, self.mode).await,
@@ -406,7 +423,10 @@ pub(crate) async fn holder(exec: Exec<'_>, key: LockKey, mode: Mode) -> Option<H
     ];
     let rows = exec.run(sql::HOLDER.as_str(), &params).await.ok()?;
     let row = rows.first()?;
-    Some(Holder { pid: row.get(0), application_name: row.get(1) })
+    Some(Holder {
+        pid: row.get(0),
+        application_name: row.get(1),
+    })
 }
 
 mod private {
@@ -425,7 +445,7 @@ pub trait Source: private::Sealed + Sync {
 impl private::Sealed for deadpool_postgres::Pool {}
 impl Source for deadpool_postgres::Pool {
     async fn checkout(&self) -> Result<Conn, Error> {
-        Ok(Conn::Pooled(self.get().await.map_err(Error::pool)?))
+        Ok(Conn::Pooled(Box::new(self.get().await.map_err(Error::pool)?)))
     }
 }
 

@@ -36,7 +36,10 @@ impl Session {
     /// Wraps a client you connected yourself. Keep its connection task running.
     pub fn new(client: Client) -> Session {
         Session {
-            inner: Arc::new(Inner { client, statements: Mutex::new(HashMap::new()) }),
+            inner: Arc::new(Inner {
+                client,
+                statements: Mutex::new(HashMap::new()),
+            }),
         }
     }
 
@@ -69,7 +72,13 @@ impl Session {
         &self,
         sql: &'static str,
     ) -> Result<Statement, tokio_postgres::Error> {
-        if let Some(s) = self.inner.statements.lock().unwrap_or_else(|p| p.into_inner()).get(sql) {
+        if let Some(s) = self
+            .inner
+            .statements
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(sql)
+        {
             return Ok(s.clone());
         }
         let statement = self.inner.client.prepare(sql).await?;
@@ -90,6 +99,8 @@ impl From<Client> for Session {
 
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session").field("closed", &self.is_closed()).finish_non_exhaustive()
+        f.debug_struct("Session")
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
     }
 }

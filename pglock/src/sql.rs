@@ -85,7 +85,10 @@ static UNLOCK: LazyLock<Vec<String>> = LazyLock::new(|| {
     for mode in [Mode::Exclusive, Mode::Shared] {
         for pair in [false, true] {
             let suffix = if mode == Mode::Shared { "_shared" } else { "" };
-            all.push(format!("SELECT pg_advisory_unlock{suffix}({})", key_args(pair)));
+            all.push(format!(
+                "SELECT pg_advisory_unlock{suffix}({})",
+                key_args(pair)
+            ));
         }
     }
     all
@@ -181,7 +184,10 @@ mod tests {
         let wait = lock(Scope::Session, Mode::Shared, Attempt::Wait, true);
         assert!(wait.contains("pg_advisory_lock_shared($1::int4, $2::int4)"));
         assert!(wait.contains("set_config('lock_timeout', $3::text, true)"));
-        assert_eq!(unlock(Mode::Shared, false), "SELECT pg_advisory_unlock_shared($1::int8)");
+        assert_eq!(
+            unlock(Mode::Shared, false),
+            "SELECT pg_advisory_unlock_shared($1::int8)"
+        );
         assert!(unlock_if_held(Mode::Exclusive, true).contains("classid = $3::oid"));
         assert!(unlock_if_held(Mode::Shared, false).contains("mode = 'ShareLock'"));
     }

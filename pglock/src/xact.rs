@@ -113,10 +113,18 @@ impl XactAdvisory {
     /// with the transaction.
     pub async fn try_acquire_in<T: InTransaction + ?Sized>(&self, tx: &T) -> Result<bool, Error> {
         let wait = Wait::of(Some(self.lock.timeout.unwrap_or_default()));
-        Ok(matches!(self.lock_in(tx.exec(), wait, false).await?, Outcome::Acquired(())))
+        Ok(matches!(
+            self.lock_in(tx.exec(), wait, false).await?,
+            Outcome::Acquired(())
+        ))
     }
 
-    async fn lock_in(&self, exec: Exec<'_>, wait: Wait, want_holder: bool) -> Result<Outcome<()>, Error> {
+    async fn lock_in(
+        &self,
+        exec: Exec<'_>,
+        wait: Wait,
+        want_holder: bool,
+    ) -> Result<Outcome<()>, Error> {
         let lock = &self.lock;
         lock.id.validate()?;
         let lock_timeout = wait.lock_timeout()?;
@@ -141,7 +149,10 @@ impl XactAdvisory {
             }
             let mut armed = CancelOnDrop((attempt == Attempt::Wait).then_some(exec));
             let result = match wait {
-                Wait::Zero => exec.query(&prepared, &params).await.map(|rows| rows.first().is_some_and(|r| r.get(0))),
+                Wait::Zero => exec
+                    .query(&prepared, &params)
+                    .await
+                    .map(|rows| rows.first().is_some_and(|r| r.get(0))),
                 Wait::Forever => exec.query(&prepared, &params).await.map(|_| true),
                 Wait::For(_) => {
                     let savepoint = exec.prepare(sql::SAVEPOINT).await.map_err(error)?;
