@@ -112,26 +112,30 @@ pub enum Conn {
     Pooled(Box<deadpool_postgres::Object>),
     /// A (shared) pglock session.
     Session(Session),
+    /// A connection taken out of its pool for one lock (leases, labels): closed,
+    /// not returned, when the guard is done.
+    Dedicated(Session),
 }
 
 impl Conn {
     pub(crate) fn exec(&self) -> Exec<'_> {
         match self {
             Conn::Pooled(o) => Exec::Pooled(o),
-            Conn::Session(s) => Exec::Session(s),
+            Conn::Session(s) | Conn::Dedicated(s) => Exec::Session(s),
         }
     }
 
     pub(crate) fn client(&self) -> &tokio_postgres::Client {
         match self {
             Conn::Pooled(o) => o,
-            Conn::Session(s) => s.client(),
+            Conn::Session(s) | Conn::Dedicated(s) => s.client(),
         }
     }
 
     /// Gives the connection up after a failure that may have left it in an unknown
     /// state: a pooled connection is detached from its pool and closed (ending its
-    /// session frees every lock it held); a session is left to its owner.
+    /// session frees every lock it held); a dedicated one is closed with its last
+    /// handle; a session is left to its owner.
     pub(crate) fn discard(self) {
         if let Conn::Pooled(o) = self {
             drop(deadpool_postgres::Object::take(*o));

@@ -108,6 +108,10 @@ impl Error {
         .with_lock(lock)
     }
 
+    pub(crate) fn lost_while_held(lock: &LockId, why: &str) -> Error {
+        Error::new(ErrorKind::Lost, format!("lock lost while held: {why}")).with_lock(lock)
+    }
+
     pub(crate) fn pool(err: deadpool_postgres::PoolError) -> Error {
         let mut e = Error::new(
             ErrorKind::Pool,
@@ -149,7 +153,15 @@ impl Error {
                 ErrorKind::ConnectionLost,
                 "the connection to the server is closed".to_string(),
             ),
-            Some(_) => (ErrorKind::Db, format!("database error: {err}")),
+            Some(code) => {
+                let detail = err
+                    .as_db_error()
+                    .map_or_else(|| err.to_string(), |d| d.message().to_string());
+                (
+                    ErrorKind::Db,
+                    format!("database error {}: {detail}", code.code()),
+                )
+            }
             None => match err.source() {
                 // A driver error with an I/O cause means the connection broke.
                 Some(s) if s.is::<std::io::Error>() => (
@@ -172,6 +184,15 @@ impl Error {
             "lock lost: its connection is gone, so the server released it ({})",
             self.inner.message
         );
+        self
+    }
+
+    /// Keeps `cause`'s driver error (and so its SQLSTATE) as this error's source.
+    pub(crate) fn with_source(mut self, cause: Error) -> Error {
+        self.inner.source = cause.inner.source;
+        if self.inner.lock.is_none() {
+            self.inner.lock = cause.inner.lock;
+        }
         self
     }
 

@@ -1,17 +1,24 @@
 //! [`Guard`]: a held session lock, and what happens when one is dropped.
 
+use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
+use futures_util::future::{join, join_all};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Row};
+use tracing::Instrument;
 
-use crate::conn::{self, Conn, Param, Prepared};
+use crate::conn::{self, Conn, Exec, Param, Prepared};
 use crate::error::Error;
 use crate::key::{LockId, LockKey};
-use crate::lock::{is_pair, key_params, unlock_if_held, Mode};
+use crate::lease::Lease;
+use crate::lock::{is_pair, key_params, unlock_if_held, Mode, Settings};
 use crate::sql;
 
 /// A held session-level advisory lock.
@@ -34,10 +41,21 @@ pub struct Guard {
     acquired_system: SystemTime,
     wait: Duration,
     unlock_sent: bool,
+    acquisition_id: u128,
+    held: Held,
+}
+
+/// What came with an acquisition besides the lock itself.
+pub(crate) struct Held {
+    pub(crate) check_every: Duration,
+    pub(crate) lease: Option<Lease>,
+    pub(crate) fencing_token: Option<i64>,
+    pub(crate) label: Option<Arc<str>>,
+    pub(crate) settings: Settings,
 }
 
 impl Guard {
-    pub(crate) fn new(conn: Conn, id: LockId, mode: Mode, started: Instant) -> Guard {
+    pub(crate) fn new(conn: Conn, id: LockId, mode: Mode, started: Instant, held: Held) -> Guard {
         let acquired_at = Instant::now();
         Guard {
             conn: Some(conn),
@@ -47,7 +65,35 @@ impl Guard {
             acquired_system: SystemTime::now(),
             wait: acquired_at - started,
             unlock_sent: false,
+            acquisition_id: new_acquisition_id(),
+            held,
         }
+    }
+
+    /// A random 128-bit id, unique to this acquisition (logs, audit trails).
+    pub fn acquisition_id(&self) -> u128 {
+        self.acquisition_id
+    }
+
+    /// The fencing token issued with this acquisition, for a lock taken with
+    /// [`fencing`](crate::Advisory::fencing): strictly greater than every token
+    /// issued before for the same lock. Hand it to the storage you write to, which
+    /// rejects writes carrying a token lower than the highest it has seen.
+    pub fn fencing_token(&self) -> Option<i64> {
+        self.held.fencing_token
+    }
+
+    /// The holder label given with [`label`](crate::Advisory::label).
+    pub fn label(&self) -> Option<&str> {
+        self.held.label.as_deref()
+    }
+
+    pub(crate) fn check_every(&self) -> Duration {
+        self.held.check_every
+    }
+
+    pub(crate) fn lease(&self) -> Option<&Lease> {
+        self.held.lease.as_ref()
     }
 
     /// The lock's name or key.
@@ -92,7 +138,7 @@ impl Guard {
         self.conn().client()
     }
 
-    fn conn(&self) -> &Conn {
+    pub(crate) fn conn(&self) -> &Conn {
         self.conn
             .as_ref()
             .expect("a guard owns its connection until it is released")
@@ -111,33 +157,43 @@ impl Guard {
     /// the lock; dropped after, the unlock is already queued on the connection ahead
     /// of anything else that will run on it.
     pub async fn release(mut self) -> Result<(), Error> {
-        let span = tracing::debug_span!("pglock.release", lock = %self.id, mode = %self.mode,
-            held_us = self.acquired_at.elapsed().as_micros() as u64);
-        let _enter = span.enter();
-        let key = self.key();
-        let statement = sql::unlock(self.mode, is_pair(key));
-        let prepared = match self.conn().exec().prepare(statement).await {
-            Ok(p) => p,
-            Err(e) => return Err(self.release_error(e)),
-        };
-        let params = key_params(&key);
-        self.unlock_sent = true;
-        let result = self.conn().exec().query(&prepared, &params).await;
-        let conn = self
-            .conn
-            .take()
-            .expect("a guard owns its connection until it is released");
-        match result {
-            Ok(rows) if unlocked(&rows) => {
-                tracing::debug!("pglock: released");
-                Ok(())
+        let span = tracing::debug_span!(
+            "pglock.release",
+            lock = %self.id,
+            mode = %self.mode,
+            held_us = self.acquired_at.elapsed().as_micros() as u64
+        );
+        async move {
+            let key = self.key();
+            let statement = sql::unlock(self.mode, is_pair(key));
+            let prepared = match self.conn().exec().prepare(statement).await {
+                Ok(p) => p,
+                Err(e) => return Err(self.release_error(e)),
+            };
+            if let Some(lease) = &mut self.held.lease {
+                lease.stop();
             }
-            Ok(_) => Err(Error::lost(&self.id)),
-            Err(e) => {
+            self.unlock_sent = true;
+            let (result, reset) =
+                unlock(self.conn().exec(), &prepared, key, self.held.settings).await;
+            let conn = self
+                .conn
+                .take()
+                .expect("a guard owns its connection until it is released");
+            if result.is_err() || !reset || matches!(conn, Conn::Dedicated(_)) {
                 conn.discard();
-                Err(self.release_error(e))
+            }
+            match result {
+                Ok(true) => {
+                    tracing::debug!("pglock: released");
+                    Ok(())
+                }
+                Ok(false) => Err(Error::lost(&self.id)),
+                Err(e) => Err(self.release_error(e)),
             }
         }
+        .instrument(span)
+        .await
     }
 
     fn release_error(&self, e: tokio_postgres::Error) -> Error {
@@ -161,31 +217,49 @@ impl Drop for Guard {
             // `release` was cancelled after queueing its unlock.
             return;
         }
-        let key = self.key();
-        let mode = self.mode;
-        let id = self.id.clone();
+        if let Some(lease) = &mut self.held.lease {
+            lease.stop();
+        }
+        let (key, id, settings) = (self.key(), self.id.clone(), self.held.settings);
+        let statement = Prepared::Typed(sql::unlock(self.mode, is_pair(key)));
         finish_detached(async move {
-            let statement = sql::unlock(mode, is_pair(key));
-            let params = key_params(&key);
-            // Typed, not prepared: queued on the very first poll, below.
-            match conn
-                .exec()
-                .query(&Prepared::Typed(statement), &params)
-                .await
-            {
-                Ok(rows) if unlocked(&rows) => {
-                    tracing::debug!(lock = %id, "pglock: released on drop")
-                }
-                Ok(_) => {
+            // Typed, not prepared: queued on the very first poll, in `finish_detached`.
+            let (result, reset) = unlock(conn.exec(), &statement, key, settings).await;
+            match &result {
+                Ok(true) => tracing::debug!(lock = %id, "pglock: released on drop"),
+                Ok(false) => {
                     tracing::warn!(lock = %id, "pglock: lock was already lost when its guard was dropped")
                 }
                 Err(e) => {
-                    tracing::warn!(lock = %id, error = %e, "pglock: unlock on drop failed; closing the connection");
-                    conn.discard();
+                    tracing::warn!(lock = %id, error = %e, "pglock: unlock on drop failed; closing the connection")
                 }
+            }
+            if result.is_err() || !reset || matches!(conn, Conn::Dedicated(_)) {
+                conn.discard();
             }
         });
     }
+}
+
+/// Sends the unlock and, pipelined behind it, the resets of changed settings.
+/// Answers whether the lock was held, and whether the resets worked.
+async fn unlock(
+    exec: Exec<'_>,
+    statement: &Prepared,
+    key: LockKey,
+    settings: Settings,
+) -> (Result<bool, tokio_postgres::Error>, bool) {
+    let params = key_params(&key);
+    let resets: Vec<Prepared> = settings.resets().map(Prepared::Typed).collect();
+    let (result, reset) = join(
+        exec.query(statement, &params),
+        join_all(resets.iter().map(|r| exec.query(r, &[]))),
+    )
+    .await;
+    (
+        result.map(|rows| unlocked(rows.as_slice())),
+        reset.iter().all(Result::is_ok),
+    )
 }
 
 impl fmt::Debug for Guard {
@@ -197,6 +271,20 @@ impl fmt::Debug for Guard {
             .field("held_for", &self.acquired_at.elapsed())
             .finish_non_exhaustive()
     }
+}
+
+/// 128 random bits: two draws from the standard library's randomly seeded hasher,
+/// mixed with a process-wide counter so that two ids never repeat in a process.
+fn new_acquisition_id() -> u128 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let draw = |salt: u64| {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u64(n);
+        h.write_u64(salt);
+        h.finish()
+    };
+    (u128::from(draw(0)) << 64) | u128::from(draw(1) ^ n)
 }
 
 /// Polls `work` once here — which queues its first statement on the connection
@@ -233,21 +321,27 @@ impl Pending {
         }
     }
 
-    /// Sends the lock statement and waits for its answer.
+    /// Sends the lock statement, pipelined with `extras` behind it, and waits for
+    /// their answers.
     pub(crate) async fn send(
         &mut self,
         prepared: &Prepared,
         params: &[Param<'_>],
-    ) -> Result<Vec<Row>, tokio_postgres::Error> {
-        // The statement is queued on the first poll of the query future, in the
-        // same poll as this flag is set: a drop after this line has sent it.
+        extras: &[(Prepared, &[Param<'_>])],
+    ) -> (
+        Result<Vec<Row>, tokio_postgres::Error>,
+        Vec<Result<Vec<Row>, tokio_postgres::Error>>,
+    ) {
+        // The statements are queued on the first poll of the query futures, in the
+        // same poll as this flag is set: a drop after this line has sent them.
         self.sent = true;
         let exec = self
             .conn
             .as_ref()
             .expect("pending owns its connection")
             .exec();
-        exec.query(prepared, params).await
+        let extras = join_all(extras.iter().map(|(p, ps)| exec.query(p, ps)));
+        join(exec.query(prepared, params), extras).await
     }
 
     pub(crate) fn disarm(mut self) -> Conn {
@@ -268,7 +362,7 @@ impl Drop for Pending {
             // ends its session (freeing anything granted); a session is asked to
             // unlock once the wait is over.
             match conn {
-                Conn::Pooled(_) => conn.discard(),
+                Conn::Pooled(_) | Conn::Dedicated(_) => conn.discard(),
                 Conn::Session(_) => finish_detached(async move {
                     let _ = unlock_if_held(conn.exec(), id.lock_key(), mode, true).await;
                 }),
@@ -278,14 +372,39 @@ impl Drop for Pending {
         let token = conn.exec().cancel_token();
         finish_detached(async move {
             conn::cancel(token).await;
-            // The cancel may land on the cleanup instead of the wait, if the wait
-            // ended just before: then run the cleanup again.
+            // A cancel request is asynchronous: it reaches the backend some time
+            // after `cancel` returns and interrupts whatever runs *then* — the wait
+            // if it still waits, else a later statement on the connection. A pooled
+            // (or dedicated) connection is therefore closed rather than reused: its
+            // session ends as soon as the wait is over, which frees anything granted,
+            // and a late cancel can hit nobody's statement.
+            if !matches!(conn, Conn::Session(_)) {
+                conn.discard();
+                return;
+            }
+            // A session is shared: clean up on it. The cancel may land on the
+            // cleanup instead of the wait, if the wait ended just before: then run
+            // the cleanup again.
+            let mut cancel_landed = false;
             for _ in 0..3 {
                 match unlock_if_held(conn.exec(), id.lock_key(), mode, false).await {
-                    Ok(()) => return,
-                    Err(e) if e.code() == Some(&SqlState::QUERY_CANCELED) => continue,
+                    Ok(false) => return,
+                    Ok(true) => {
+                        // The lock was granted before the cancel arrived, so (unless
+                        // it hit the cleanup) the cancel is still on its way: give it
+                        // a statement to land on, ended early by it, instead of the
+                        // session's next user.
+                        if !cancel_landed {
+                            let _ = conn.exec().batch(ABSORB_LATE_CANCEL).await;
+                        }
+                        return;
+                    }
+                    Err(e) if e.code() == Some(&SqlState::QUERY_CANCELED) => {
+                        cancel_landed = true;
+                        continue;
+                    }
                     Err(e) => {
-                        tracing::warn!(lock = %id, error = %e, "pglock: cleanup after cancel failed; closing the connection");
+                        tracing::warn!(lock = %id, error = %e, "pglock: cleanup after cancel failed");
                         break;
                     }
                 }
@@ -294,6 +413,10 @@ impl Drop for Pending {
         });
     }
 }
+
+/// Waits briefly for a cancel request known to be in flight, so that it
+/// interrupts this statement rather than the session's next one.
+const ABSORB_LATE_CANCEL: &str = "SELECT pg_sleep(0.1)";
 
 #[cfg(test)]
 mod tests {

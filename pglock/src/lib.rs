@@ -109,12 +109,16 @@
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+mod attr;
 mod conn;
 mod defaults;
 mod error;
+mod fencing;
 mod guard;
 mod inspect;
 mod key;
+mod lease;
+mod liveness;
 mod lock;
 mod session;
 mod sql;
@@ -122,9 +126,11 @@ mod xact;
 
 pub use defaults::{default_pool, set_default_pool};
 pub use error::{Error, ErrorKind, Holder};
+pub use fencing::{install_fencing, FENCING_SCHEMA};
 pub use guard::Guard;
 pub use inspect::{release_all, status, LockHolder, LockStatus};
 pub use key::{key_for, LockId, LockKey};
+pub use liveness::{configure_keepalives, DEFAULT_CHECK_EVERY};
 pub use lock::{advisory, Advisory, Mode, Source};
 pub use session::Session;
 pub use xact::{InTransaction, XactAdvisory};
@@ -132,6 +138,139 @@ pub use xact::{InTransaction, XactAdvisory};
 pub use deadpool_postgres;
 pub use tokio_postgres;
 
+/// Runs an `async fn` under an advisory lock: at most one call at a time across
+/// every process on the database (or, with `shared`, any number of shared calls
+/// and no exclusive one).
+///
+/// ```no_run
+/// #[derive(Debug)]
+/// enum AppError { Lock(pglock::Error) /* , … */ }
+/// impl From<pglock::Error> for AppError {
+///     fn from(e: pglock::Error) -> Self { AppError::Lock(e) }
+/// }
+///
+/// // Raise (the default): waits until the lock is free, then runs. The id is
+/// // "<crate>::<module path>::send_invoices". The pool is the one installed with
+/// // `pglock::set_default_pool` at start-up.
+/// #[pglock::advisory]
+/// async fn send_invoices() -> Result<u32, AppError> {
+///     Ok(42)
+/// }
+///
+/// // Skip: one try; if another process holds "billing.nightly", return at once
+/// // without running the body.
+/// #[pglock::advisory("billing.nightly", side_effect = Skip, pool = pool)]
+/// async fn nightly(pool: &deadpool_postgres::Pool) -> Option<u32> {
+///     Some(7)
+/// }
+///
+/// # async fn demo(pool: deadpool_postgres::Pool) -> Result<(), AppError> {
+/// pglock::set_default_pool(pool.clone()).expect("installed once");
+/// let sent = send_invoices().await?;
+/// match nightly(&pool).await {
+///     Some(n) => println!("ran: {n}"),
+///     None => println!("skipped: another process is running it"),
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// # Arguments
+///
+/// All optional, in any order after the id:
+///
+/// | argument | meaning | default |
+/// |---|---|---|
+/// | `"name"` or an expression, first | the lock id: a name (`&str`, `String`), an `i64` key, an `(i32, i32)` pair or a [`LockKey`]; an expression may use the parameters and `self` (`format!("account:{id}")`, `self.name.as_str()`), and is borrowed, not moved | `concat!(module_path!(), "::", <function name>)` |
+/// | `timeout = "250ms"` | how long to wait: a literal with a unit (`ns`, `us`, `ms`, `s`, `m`, `h`; `"1.5s"`, `"1m30s"`), checked at compile time, or any `Duration` expression, evaluated at each call (`timeout = Duration::from_secs(n)`, `timeout = wait`) | Raise: wait until granted; Skip: try once |
+/// | `shared` | take the lock in shared mode: shared calls run together, an exclusive call waits for all of them (and they for it) | exclusive |
+/// | `side_effect = Raise \| Skip` | what a busy lock does (below). `Return` has no meaning on a function and is a compile error | `Raise` |
+/// | `pool = <expr>` | where the session lock's connection comes from, evaluated at each call: a [`deadpool_postgres::Pool`] or a [`Session`], or a reference, `Arc` or `Box` of one (`pool = &self.pool`, `pool = db`) | the pool installed with [`set_default_pool`] |
+/// | `xact = <parameter>` | take a transaction-level lock in that parameter, a [`tokio_postgres::Transaction`] or [`deadpool_postgres::Transaction`] (by value or by reference); it is held until the transaction commits or rolls back, not until the function returns. Not with `pool` | a session lock |
+///
+/// Unknown, duplicated or malformed arguments are compile errors that point at
+/// the offending token and say what is accepted.
+///
+/// # The default id
+///
+/// `concat!(module_path!(), "::", <function name>)`, e.g. `my_app::jobs::send_invoices`
+/// for `send_invoices` in module `jobs` of crate `my_app` (key
+/// `5126864360601373363`, see [`key_for`]). It is part of the stable contract:
+/// moving or renaming the function changes the lock, so a deployment that mixes
+/// old and new versions would not exclude itself — give an explicit id to functions
+/// that may move. Methods use their own name only, so two methods with the same
+/// name in one module (say `Billing::run` and `Shipping::run`) share a default id
+/// and exclude each other; give them their own ids:
+/// `#[pglock::advisory("my_app::Billing::run")]`.
+///
+/// # Busy locks and the return type
+///
+/// | `side_effect` | the function must return | when the lock is busy | when the lock cannot be tried (no default pool, connection failed …) |
+/// |---|---|---|---|
+/// | `Raise` (default) | `Result<T, E>` with `E: From<pglock::Error>` | `Err(E::from(e))` with [`e.is_not_acquired()`](Error::is_not_acquired), after the timeout | `Err(E::from(e))` |
+/// | `Skip` | `()` | `()` | `()`, the error logged with `tracing` |
+/// | `Skip` | `Option<T>` | `None` | `None`, the error logged |
+/// | `Skip` | `Result<(), E>`, `E: From<pglock::Error>` | `Ok(())` | `Err(E::from(e))` |
+/// | `Skip` | `Result<Option<T>, E>`, `E: From<pglock::Error>` | `Ok(None)` | `Err(E::from(e))` |
+///
+/// Either way the body does not run. Any other return type is a compile error
+/// that names these. Use `Result` with Skip when connection errors must not pass
+/// silently. `E` may be [`Error`] itself, your own error type with
+/// `impl From<pglock::Error>`, or `Box<dyn std::error::Error + Send + Sync>`.
+///
+/// # Release
+///
+/// The lock is released when the body returns (also by `return` or `?`), and the
+/// call returns only after the release has been confirmed, so a call that follows
+/// finds the lock free. If the release shows that the lock was
+/// [lost](Error::is_lost) while the body ran (its connection died), a function
+/// returning `Result` returns that error instead of `Ok` — the body may have
+/// overlapped with another holder; `()`/`Option` functions log it. When the body
+/// panics, or the caller drops the future (a `select!`, a timeout, an aborted task),
+/// the held [`Guard`] is dropped, which queues the unlock at once (see [`Guard`]).
+/// The attribute costs what the guard API costs: one round trip to acquire, one to
+/// release.
+///
+/// # Equivalent code
+///
+/// `#[pglock::advisory("jobs.report", timeout = "2s", pool = pool)]` on
+/// `async fn report(pool: &Pool) -> Result<T, E> { body }` behaves like:
+///
+/// ```no_run
+/// # use std::time::Duration;
+/// # async fn report(pool: &deadpool_postgres::Pool) -> Result<u32, pglock::Error> {
+/// let guard = match pglock::advisory("jobs.report")
+///     .timeout(Duration::from_secs(2))
+///     .acquire(pool)
+///     .await
+/// {
+///     Ok(guard) => guard,
+///     Err(e) => return Err(e.into()), // busy, or no connection: the body is not run
+/// };
+/// let output: Result<u32, pglock::Error> = async move {
+///     /* body */
+///     Ok(1)
+/// }
+/// .await; // a panic or a dropped future drops `guard`, which releases the lock
+/// match guard.release().await {
+///     Err(e) if output.is_ok() => Err(e.into()), // the lock was lost meanwhile
+///     _ => output,
+/// }
+/// # }
+/// ```
+///
+/// With `side_effect = Skip` the acquisition is
+/// [`try_acquire`](Advisory::try_acquire) (`Ok(None)` → return `()`/`None`/`Ok(None)`);
+/// with `xact = tx` it is `advisory(id).xact().acquire_in(&tx)` (or
+/// [`try_acquire_in`](XactAdvisory::try_acquire_in)) and there is no release: the
+/// body follows and the lock ends with the transaction. A finite timeout there
+/// leaves the transaction usable.
+///
+/// # Where it applies
+///
+/// `async fn` only (a plain `fn` is a compile error): free functions, methods
+/// taking `&self`, `&mut self` or `self`, trait impl methods, generic functions and
+/// `impl Trait` arguments. The function's future is `Send` whenever the body's is,
+/// so it can be spawned on a multi-thread runtime.
 #[cfg(feature = "macros")]
 #[doc(inline)]
 pub use pglock_macros::advisory;
@@ -139,5 +278,6 @@ pub use pglock_macros::advisory;
 /// Support for code generated by `#[pglock::advisory]`. Not public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::attr::*;
     pub use crate::defaults::require_default_pool;
 }

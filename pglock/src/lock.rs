@@ -2,15 +2,20 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use tracing::Instrument;
 
 use crate::conn::{Conn, Exec, Param, Prepared};
 use crate::error::{Error, Holder};
-use crate::guard::{Guard, Pending};
+use crate::fencing;
+use crate::guard::{Guard, Held, Pending};
 use crate::key::{LockId, LockKey};
+use crate::lease::{self, Lease};
+use crate::liveness::DEFAULT_CHECK_EVERY;
 use crate::session::Session;
 use crate::sql::{self, Attempt, Scope};
 use crate::xact::XactAdvisory;
@@ -76,6 +81,7 @@ pub fn advisory(name_or_key: impl Into<LockId>) -> Advisory {
         id: name_or_key.into(),
         mode: Mode::Exclusive,
         timeout: None,
+        options: Options::default(),
     }
 }
 
@@ -90,6 +96,17 @@ pub struct Advisory {
     pub(crate) id: LockId,
     pub(crate) mode: Mode,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) options: Options,
+}
+
+/// The production-safety options of a session lock (DESIGN §5).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub(crate) struct Options {
+    pub(crate) check_every: Option<Duration>,
+    pub(crate) lease: Option<Duration>,
+    pub(crate) auto_renew: bool,
+    pub(crate) fencing: bool,
+    pub(crate) label: Option<Arc<str>>,
 }
 
 /// How long an attempt may wait.
@@ -181,6 +198,54 @@ impl Advisory {
         self
     }
 
+    /// How often [`Guard::lost`] asks the server whether the lock is still held
+    /// (default 5 s). A closed connection is noticed at once regardless.
+    pub fn check_every(mut self, every: Duration) -> Advisory {
+        self.options.check_every = Some(every.max(Duration::from_millis(10)));
+        self
+    }
+
+    /// Takes the lock with a lease of `ttl`: if the holder goes silent for `ttl`
+    /// (no renewal, no query on the lock's connection), the **server** ends the
+    /// lock's session and the lock is freed. Renew with [`Guard::renew`], or let
+    /// [`auto_renew`](Advisory::auto_renew) do it while the process is healthy.
+    ///
+    /// Needs PostgreSQL 14 or later (`idle_session_timeout`); older servers answer
+    /// a [misuse](Error::is_misuse) error rather than a lease that never expires.
+    /// Taken through a pool, the lock's connection leaves the pool for good and is
+    /// closed after release, so the setting never reaches another user. Taken
+    /// through a [`Session`], the session's `idle_session_timeout` is reset on
+    /// release.
+    pub fn lease(mut self, ttl: Duration) -> Advisory {
+        self.options.lease = Some(ttl);
+        self
+    }
+
+    /// Renews the lease every third of its time-to-live from a background task, so
+    /// it expires only if the process (its tokio runtime) stops running.
+    pub fn auto_renew(mut self) -> Advisory {
+        self.options.auto_renew = true;
+        self
+    }
+
+    /// Issues a fencing token with every acquisition: a number strictly greater
+    /// than every token issued before for this lock, across restarts. Needs the
+    /// table that [`install_fencing`](crate::install_fencing) creates. The token
+    /// is [`Guard::fencing_token`]; costs no extra round trip.
+    pub fn fencing(mut self) -> Advisory {
+        self.options.fencing = true;
+        self
+    }
+
+    /// Labels the holder: the lock's session shows `label` as its
+    /// `application_name` while it holds the lock, so [`status`](crate::status),
+    /// `pg_stat_activity` and the not-acquired errors of others name it. Like a
+    /// lease, a label takes the connection out of its pool for good.
+    pub fn label(mut self, label: impl Into<Arc<str>>) -> Advisory {
+        self.options.label = Some(label.into());
+        self
+    }
+
     /// Turns this into a transaction-level lock, taken inside a transaction you
     /// pass to [`XactAdvisory::acquire_in`] and held until it commits or rolls back.
     pub fn xact(self) -> XactAdvisory {
@@ -217,10 +282,12 @@ impl Advisory {
     ///
     /// # Cancel safety
     /// Cancel-safe. Dropping the future while it waits for the server sends a cancel
-    /// request for the wait and, once the connection is idle again, releases the
-    /// lock if the server granted it meanwhile; a pooled connection goes back to the
-    /// pool only after that (or is closed if that fails). Nothing is left held and no
-    /// query is left waiting on a pooled connection.
+    /// request for the wait. A pooled connection is then closed, not returned: its
+    /// session ends once the wait is over, freeing the lock if the server granted it
+    /// meanwhile, and the cancel request (which the server applies asynchronously)
+    /// cannot interrupt a later user of the connection. On a [`Session`], the lock
+    /// is released if it was granted meanwhile, once the connection is idle again.
+    /// Nothing is left held and no query is left waiting on a pooled connection.
     pub async fn acquire<S: Source + ?Sized>(&self, source: &S) -> Result<Guard, Error> {
         let wait = Wait::of(self.timeout);
         match self.lock_session(source, wait, true).await? {
@@ -291,6 +358,7 @@ impl Advisory {
     ) -> Result<Outcome<Guard>, Error> {
         self.id.validate()?;
         let lock_timeout = wait.lock_timeout()?;
+        let ttl = self.options.lease.map(lease::ttl_value).transpose()?;
         let span = tracing::debug_span!(
             "pglock.acquire",
             lock = %self.id,
@@ -301,7 +369,7 @@ impl Advisory {
         );
         async move {
             let started = Instant::now();
-            let conn = source.checkout().await?;
+            let (conn, settings) = self.checkout(source).await?;
             let key = self.id.lock_key();
             let attempt = wait.attempt();
             let statement = sql::lock(Scope::Session, self.mode, attempt, is_pair(key));
@@ -314,31 +382,38 @@ impl Advisory {
             if attempt == Attempt::Wait {
                 params.push((&lock_timeout, Type::TEXT));
             }
+            // Statements pipelined behind the lock, in the same round trip.
+            let (space, token_key) = fencing::token_key(key);
+            let label = self.options.label.as_deref();
+            let mut extras: Vec<(&'static str, Vec<Param<'_>>)> = Vec::new();
+            if let Some(ttl) = &ttl {
+                extras.push((sql::SET_TTL, vec![(ttl, Type::TEXT)]));
+            }
+            if let Some(label) = &label {
+                extras.push((sql::SET_LABEL, vec![(label, Type::TEXT)]));
+            }
+            if self.options.fencing {
+                extras.push((
+                    fencing::NEXT_TOKEN,
+                    vec![(&space, Type::INT2), (&token_key, Type::INT8)],
+                ));
+            }
+            let mut prepared_extras = Vec::with_capacity(extras.len());
+            for (sql, params) in &extras {
+                let p = conn
+                    .exec()
+                    .prepare(sql)
+                    .await
+                    .map_err(|e| extra_error(self.error(e), sql))?;
+                prepared_extras.push((p, params.as_slice()));
+            }
             let mut pending = Pending::new(conn, self.id.clone(), self.mode);
-            let result = pending.send(&prepared, &params).await;
+            let (result, extra_results) = pending.send(&prepared, &params, &prepared_extras).await;
             let conn = pending.disarm();
             let span = tracing::Span::current();
             span.record("wait_us", started.elapsed().as_micros() as u64);
-            match result {
-                Ok(rows) => {
-                    let granted =
-                        attempt == Attempt::Wait || rows.first().is_some_and(|r| r.get(0));
-                    span.record("acquired", granted);
-                    if granted {
-                        tracing::debug!("pglock: acquired");
-                        return Ok(Outcome::Acquired(Guard::new(
-                            conn,
-                            self.id.clone(),
-                            self.mode,
-                            started,
-                        )));
-                    }
-                    let holder = match want_holder {
-                        true => holder(conn.exec(), key, self.mode).await,
-                        false => None,
-                    };
-                    Ok(Outcome::Busy(holder))
-                }
+            let granted = match result {
+                Ok(rows) => attempt == Attempt::Wait || rows.first().is_some_and(|r| r.get(0)),
                 Err(e) => {
                     span.record("acquired", false);
                     let err = self.error(e);
@@ -347,24 +422,110 @@ impl Advisory {
                         return Err(err);
                     }
                     // The server may have granted the lock as the wait failed.
-                    if let Err(e) = unlock_if_held(conn.exec(), key, self.mode, false).await {
+                    if let Err(e) = self.undo(&conn, settings, false).await {
                         tracing::warn!(error = %e, "pglock: cleanup after a failed wait failed");
                         conn.discard();
                         return Err(err);
                     }
-                    if err.is_not_acquired() {
-                        let holder = match want_holder {
-                            true => holder(conn.exec(), key, self.mode).await,
-                            false => None,
-                        };
-                        return Ok(Outcome::Busy(holder));
+                    if !err.is_not_acquired() {
+                        return Err(err);
                     }
-                    Err(err)
+                    false
+                }
+            };
+            span.record("acquired", granted);
+            if !granted {
+                if settings.changed() {
+                    self.undo(&conn, settings, false)
+                        .await
+                        .map_err(|e| self.error(e))?;
+                }
+                let holder = match want_holder {
+                    true => holder(conn.exec(), key, self.mode).await,
+                    false => None,
+                };
+                return Ok(Outcome::Busy(holder));
+            }
+            let mut fencing_token = None;
+            for ((sql, _), result) in extras.iter().zip(extra_results) {
+                match result {
+                    Ok(rows) if *sql == fencing::NEXT_TOKEN => {
+                        fencing_token = rows.first().map(|r| r.get(0))
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        // The lock is held but a promise that came with it is not:
+                        // give the lock back and say why.
+                        let err = extra_error(self.error(e), sql);
+                        if self.undo(&conn, settings, true).await.is_err() {
+                            conn.discard();
+                        }
+                        return Err(err);
+                    }
                 }
             }
+            tracing::debug!("pglock: acquired");
+            let lease = self.options.lease.map(|ttl| {
+                let session = match &conn {
+                    Conn::Session(s) | Conn::Dedicated(s) => Some(s.clone()),
+                    Conn::Pooled(_) => None,
+                };
+                Lease::start(session, ttl, self.options.auto_renew)
+            });
+            let held = Held {
+                check_every: self.options.check_every.unwrap_or(DEFAULT_CHECK_EVERY),
+                lease,
+                fencing_token,
+                label: self.options.label.clone(),
+                settings,
+            };
+            Ok(Outcome::Acquired(Guard::new(
+                conn,
+                self.id.clone(),
+                self.mode,
+                started,
+                held,
+            )))
         }
         .instrument(span)
         .await
+    }
+
+    /// Checks a connection out of `source`; a lease or a label takes it out of its
+    /// pool for good, so that their settings never reach another user.
+    async fn checkout<S: Source + ?Sized>(&self, source: &S) -> Result<(Conn, Settings), Error> {
+        let dedicate = self.options.lease.is_some() || self.options.label.is_some();
+        let conn = source.checkout().await?;
+        let conn = match conn {
+            Conn::Pooled(object) if dedicate => Conn::Dedicated(Session::from_pooled(*object)),
+            conn => conn,
+        };
+        // Settings changed on a session someone else owns are reset afterwards.
+        let shared = matches!(conn, Conn::Session(_));
+        let settings = Settings {
+            reset_ttl: shared && self.options.lease.is_some(),
+            reset_label: shared && self.options.label.is_some(),
+        };
+        Ok((conn, settings))
+    }
+
+    /// After an attempt that did not end with a held lock: release what the server
+    /// may have granted (`held`: it did) and put back changed settings.
+    async fn undo(
+        &self,
+        conn: &Conn,
+        settings: Settings,
+        held: bool,
+    ) -> Result<(), tokio_postgres::Error> {
+        let key = self.id.lock_key();
+        if held {
+            conn.exec()
+                .run(sql::unlock(self.mode, is_pair(key)), &key_params(&key))
+                .await?;
+        } else {
+            unlock_if_held(conn.exec(), key, self.mode, false).await?;
+        }
+        settings.reset(conn.exec()).await
     }
 
     fn error(&self, e: tokio_postgres::Error) -> Error {
@@ -390,13 +551,14 @@ pub(crate) fn key_params(key: &LockKey) -> Vec<Param<'_>> {
 }
 
 /// Releases the key in `mode` if this session holds it; see [`sql::unlock_if_held`].
-/// `typed` sends an unnamed statement, queued on the first poll (for drops).
+/// Answers whether it was held. `typed` sends an unnamed statement, queued on the
+/// first poll (for drops).
 pub(crate) async fn unlock_if_held(
     exec: Exec<'_>,
     key: LockKey,
     mode: Mode,
     typed: bool,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<bool, tokio_postgres::Error> {
     let (classid, objid, objsubid) = key.pg_locks_triple();
     let mut params = key_params(&key);
     params.push((&classid, Type::OID));
@@ -407,7 +569,9 @@ pub(crate) async fn unlock_if_held(
         true => Prepared::Typed(statement),
         false => exec.prepare(statement).await?,
     };
-    exec.query(&prepared, &params).await.map(drop)
+    exec.query(&prepared, &params)
+        .await
+        .map(|rows| !rows.is_empty())
 }
 
 /// A session holding the key in a mode that conflicts with `mode`, if any.
@@ -445,7 +609,56 @@ pub trait Source: private::Sealed + Sync {
 impl private::Sealed for deadpool_postgres::Pool {}
 impl Source for deadpool_postgres::Pool {
     async fn checkout(&self) -> Result<Conn, Error> {
-        Ok(Conn::Pooled(Box::new(self.get().await.map_err(Error::pool)?)))
+        Ok(Conn::Pooled(Box::new(
+            self.get().await.map_err(Error::pool)?,
+        )))
+    }
+}
+
+/// The error for a statement pipelined behind a lock that failed.
+fn extra_error(err: Error, sql: &str) -> Error {
+    match err.code() {
+        Some(c) if *c == SqlState::UNDEFINED_TABLE && sql == fencing::NEXT_TOKEN => Error::misuse(
+            "fencing tokens need the pglock_fencing table: call pglock::install_fencing(&client) \
+             once (or run pglock::FENCING_SCHEMA)",
+        )
+        .with_source(err),
+        Some(c) if *c == SqlState::UNDEFINED_OBJECT && sql == sql::SET_TTL => Error::misuse(
+            "leases need PostgreSQL 14 or later (idle_session_timeout); this server cannot \
+             expire a lease, so none was taken",
+        )
+        .with_source(err),
+        _ => err,
+    }
+}
+
+/// Session settings an acquisition changed on a session it does not own.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Settings {
+    pub(crate) reset_ttl: bool,
+    pub(crate) reset_label: bool,
+}
+
+impl Settings {
+    pub(crate) fn changed(self) -> bool {
+        self.reset_ttl || self.reset_label
+    }
+
+    /// The statements that put the settings back.
+    pub(crate) fn resets(self) -> impl Iterator<Item = &'static str> {
+        [
+            (self.reset_ttl, sql::RESET_TTL),
+            (self.reset_label, sql::RESET_LABEL),
+        ]
+        .into_iter()
+        .filter_map(|(on, sql)| on.then_some(sql))
+    }
+
+    pub(crate) async fn reset(self, exec: Exec<'_>) -> Result<(), tokio_postgres::Error> {
+        for sql in self.resets() {
+            exec.batch(sql).await?;
+        }
+        Ok(())
     }
 }
 

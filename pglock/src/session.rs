@@ -28,13 +28,30 @@ pub struct Session {
 }
 
 struct Inner {
-    client: Client,
+    client: Owned,
     statements: Mutex<HashMap<&'static str, Statement>>,
+}
+
+/// The connection a session owns: connected by the user or taken out of a pool.
+enum Owned {
+    Plain(Client),
+    Detached(deadpool_postgres::ClientWrapper),
 }
 
 impl Session {
     /// Wraps a client you connected yourself. Keep its connection task running.
     pub fn new(client: Client) -> Session {
+        Session::with(Owned::Plain(client))
+    }
+
+    /// Takes a connection out of its pool for good: it is closed, not returned,
+    /// when the last clone of the session is dropped. pglock does this for leases
+    /// and labels, whose session settings must never reach a pool.
+    pub fn from_pooled(object: deadpool_postgres::Object) -> Session {
+        Session::with(Owned::Detached(deadpool_postgres::Object::take(object)))
+    }
+
+    fn with(client: Owned) -> Session {
         Session {
             inner: Arc::new(Inner {
                 client,
@@ -46,10 +63,18 @@ impl Session {
     /// Connects without TLS (for example `postgres://user@host/db` or
     /// `host=localhost user=postgres`) and drives the connection on a spawned task.
     ///
+    /// The connection gets pglock's dead-peer settings
+    /// ([`configure_keepalives`](crate::configure_keepalives)) unless the
+    /// configuration string sets keepalives itself.
+    ///
     /// # Cancel safety
     /// Cancel-safe: dropping the future drops the half-made connection.
     pub async fn connect(config: &str) -> Result<Session, Error> {
-        let (client, connection) = tokio_postgres::connect(config, tokio_postgres::NoTls).await?;
+        let mut config: tokio_postgres::Config = config
+            .parse()
+            .map_err(|e| Error::invalid_argument(format!("invalid connection string: {e}")))?;
+        crate::liveness::configure_keepalives(&mut config);
+        let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "pglock: session connection ended with an error");
@@ -60,12 +85,15 @@ impl Session {
 
     /// The client, for your own queries on the same connection.
     pub fn client(&self) -> &Client {
-        &self.inner.client
+        match &self.inner.client {
+            Owned::Plain(client) => client,
+            Owned::Detached(wrapper) => wrapper,
+        }
     }
 
     /// Whether the connection is closed (every lock of this session is then gone).
     pub fn is_closed(&self) -> bool {
-        self.inner.client.is_closed()
+        self.client().is_closed()
     }
 
     pub(crate) async fn prepare_cached(
@@ -81,7 +109,7 @@ impl Session {
         {
             return Ok(s.clone());
         }
-        let statement = self.inner.client.prepare(sql).await?;
+        let statement = self.client().prepare(sql).await?;
         self.inner
             .statements
             .lock()

@@ -161,6 +161,20 @@ pub(crate) static STATUS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// Whether this session holds the key (`$1..$3` triple) in mode `$4`.
+pub(crate) const IS_HELD: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE \
+     locktype = 'advisory' AND pid = pg_backend_pid() AND granted AND mode = $4::text \
+     AND classid = $1::oid AND objid = $2::oid AND objsubid = $3::int2)";
+
+/// Sets the session's `idle_session_timeout` (a lease's time-to-live).
+pub(crate) const SET_TTL: &str = "SELECT set_config('idle_session_timeout', $1::text, false)";
+/// Sets the session's `application_name` (a holder label).
+pub(crate) const SET_LABEL: &str = "SELECT set_config('application_name', $1::text, false)";
+/// Puts back what [`SET_TTL`] and [`SET_LABEL`] changed on a session pglock does
+/// not own.
+pub(crate) const RESET_TTL: &str = "RESET idle_session_timeout";
+pub(crate) const RESET_LABEL: &str = "RESET application_name";
+
 pub(crate) const UNLOCK_ALL: &str = "SELECT pg_advisory_unlock_all()";
 pub(crate) const SAVEPOINT: &str = "SAVEPOINT pglock_acquire";
 pub(crate) const RELEASE_SAVEPOINT: &str = "RELEASE SAVEPOINT pglock_acquire";

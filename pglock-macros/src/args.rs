@@ -1,0 +1,450 @@
+//! Parsing the attribute's arguments: `#[advisory("id", timeout = "2s", shared, …)]`.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Expr, ExprLit, ExprPath, Ident, Lit, LitStr, Token};
+
+/// Every named argument, for "expected one of" messages.
+const ACCEPTED: &str =
+    "a lock id (\"name\" or an expression), `timeout = …`, `shared`, `xact = <parameter>`, \
+     `side_effect = Raise | Skip`, `pool = …`";
+
+/// PostgreSQL's `lock_timeout` is an `int` of milliseconds.
+const MAX_TIMEOUT_MS: u128 = i32::MAX as u128;
+
+/// What to do when the lock is busy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SideEffect {
+    /// Return `Err(E::from(pglock::Error))` without running the body.
+    Raise,
+    /// Return the "skipped" value without running the body.
+    Skip,
+}
+
+/// A timeout: a literal checked at compile time, or an expression of type
+/// `Duration` evaluated at each call.
+pub(crate) enum Timeout {
+    Literal { nanos: u64, span: Span },
+    Expr(Box<Expr>),
+}
+
+impl ToTokens for Timeout {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        match self {
+            Timeout::Literal { nanos, span } => {
+                tokens.extend(quote_spanned!(*span=> ::core::time::Duration::from_nanos(#nanos)))
+            }
+            Timeout::Expr(e) => e.to_tokens(tokens),
+        }
+    }
+}
+
+/// The parsed arguments.
+#[derive(Default)]
+pub(crate) struct Args {
+    pub(crate) id: Option<Expr>,
+    pub(crate) timeout: Option<Timeout>,
+    pub(crate) shared: bool,
+    pub(crate) xact: Option<Ident>,
+    pub(crate) side_effect: Option<SideEffect>,
+    pub(crate) pool: Option<Expr>,
+}
+
+/// One comma-separated argument as written.
+enum RawArg {
+    Positional(Expr),
+    Flag(Ident),
+    Named { key: Ident, value: Expr },
+}
+
+impl Parse for RawArg {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        if input.peek(Ident) && input.peek2(Token![=]) && !input.peek2(Token![==]) {
+            let key: Ident = input.parse()?;
+            let _: Token![=] = input.parse()?;
+            if input.is_empty() || input.peek(Token![,]) {
+                return Err(syn::Error::new(
+                    key.span(),
+                    format!("`{key} =` needs a value"),
+                ));
+            }
+            let value: Expr = input.parse()?;
+            return Ok(RawArg::Named { key, value });
+        }
+        if input.peek(Ident) && (input.peek2(Token![,]) || peek2_is_end(input)) {
+            let fork = input.fork();
+            let ident: Ident = fork.parse()?;
+            if is_argument_like(&ident) {
+                input.parse::<Ident>()?;
+                return Ok(RawArg::Flag(ident));
+            }
+        }
+        Ok(RawArg::Positional(input.parse()?))
+    }
+}
+
+fn peek2_is_end(input: ParseStream<'_>) -> bool {
+    let fork = input.fork();
+    fork.parse::<Ident>().is_ok() && fork.is_empty()
+}
+
+/// A bare lower-case identifier reads as a (possibly misspelled) argument name.
+/// In first place it may also be a parameter used as the lock id; the function
+/// check in `expand` sorts that out.
+pub(crate) fn is_argument_like(ident: &Ident) -> bool {
+    let s = ident.to_string();
+    s.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Every argument name.
+const KEYS: &[&str] = &["shared", "timeout", "xact", "side_effect", "pool"];
+
+impl Args {
+    /// Parses the attribute's argument tokens; every problem found is reported.
+    pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
+        let raw =
+            syn::parse::Parser::parse2(Punctuated::<RawArg, Token![,]>::parse_terminated, tokens)?;
+        let mut args = Args::default();
+        let mut errors: Option<syn::Error> = None;
+        let mut push = |e: syn::Error| match &mut errors {
+            Some(all) => all.combine(e),
+            None => errors = Some(e),
+        };
+        let mut seen: Vec<String> = Vec::new();
+        for (index, arg) in raw.into_iter().enumerate() {
+            match arg {
+                RawArg::Positional(expr) => {
+                    if index != 0 {
+                        push(syn::Error::new(
+                            expr.span(),
+                            "the lock id must be the first argument: \
+                             #[pglock::advisory(\"name\", timeout = …)]",
+                        ));
+                    } else if let Err(e) = check_id(&expr) {
+                        push(e);
+                    } else {
+                        args.id = Some(expr);
+                    }
+                }
+                RawArg::Flag(ident)
+                    if index == 0 && !KEYS.contains(&ident.to_string().as_str()) =>
+                {
+                    // A parameter (or a misspelled argument: `expand::check` tells which).
+                    args.id = Some(syn::parse_quote!(#ident));
+                }
+                RawArg::Flag(ident) => {
+                    let key = ident.to_string();
+                    if let Err(e) = check_duplicate(&mut seen, &ident) {
+                        push(e);
+                        continue;
+                    }
+                    match key.as_str() {
+                        "shared" => args.shared = true,
+                        "timeout" | "xact" | "side_effect" | "pool" => push(syn::Error::new(
+                            ident.span(),
+                            format!("`{key}` needs a value: {}", example(&key)),
+                        )),
+                        _ => push(unknown(&ident)),
+                    }
+                }
+                RawArg::Named { key, value } => {
+                    if let Err(e) = check_duplicate(&mut seen, &key) {
+                        push(e);
+                        continue;
+                    }
+                    let result = match key.to_string().as_str() {
+                        "timeout" => parse_timeout(value).map(|t| args.timeout = Some(t)),
+                        "xact" => parse_ident(&value, "xact", "the transaction parameter")
+                            .map(|i| args.xact = Some(i)),
+                        "side_effect" => {
+                            parse_side_effect(&value).map(|s| args.side_effect = Some(s))
+                        }
+                        "pool" => {
+                            args.pool = Some(value);
+                            Ok(())
+                        }
+                        "shared" => Err(syn::Error::new(
+                            key.span(),
+                            "`shared` takes no value: write `shared` (leave it out for an \
+                             exclusive lock)",
+                        )),
+                        "id" | "name" => Err(syn::Error::new(
+                            key.span(),
+                            "give the lock id as the first argument, without a key: \
+                             #[pglock::advisory(\"billing.nightly\")]",
+                        )),
+                        _ => Err(unknown(&key)),
+                    };
+                    if let Err(e) = result {
+                        push(e);
+                    }
+                }
+            }
+        }
+        match errors {
+            Some(e) => Err(e),
+            None => Ok(args),
+        }
+    }
+
+    /// The side effect, Raise unless given.
+    pub(crate) fn side_effect(&self) -> SideEffect {
+        self.side_effect.unwrap_or(SideEffect::Raise)
+    }
+}
+
+fn example(key: &str) -> &'static str {
+    match key {
+        "timeout" => "`timeout = \"2s\"` or `timeout = Duration::from_millis(250)`",
+        "xact" => "`xact = tx`, naming the function's transaction parameter",
+        "side_effect" => "`side_effect = Raise` or `side_effect = Skip`",
+        _ => "`pool = &self.pool`, or any expression giving a pool or session",
+    }
+}
+
+pub(crate) fn unknown(key: &Ident) -> syn::Error {
+    syn::Error::new(
+        key.span(),
+        format!("unknown argument `{key}`, expected one of: {ACCEPTED}"),
+    )
+}
+
+fn check_duplicate(seen: &mut Vec<String>, key: &Ident) -> syn::Result<()> {
+    let name = key.to_string();
+    if seen.contains(&name) {
+        return Err(syn::Error::new(
+            key.span(),
+            format!("duplicate argument `{name}`: give it once"),
+        ));
+    }
+    seen.push(name);
+    Ok(())
+}
+
+/// A lock id: a non-empty string literal, or any other expression (checked by the
+/// compiler where it is used).
+fn check_id(expr: &Expr) -> syn::Result<()> {
+    if let Expr::Lit(ExprLit {
+        lit: Lit::Str(s), ..
+    }) = expr
+    {
+        if s.value().is_empty() {
+            return Err(syn::Error::new(s.span(), "a lock name must not be empty"));
+        }
+    }
+    Ok(())
+}
+
+fn parse_ident(value: &Expr, key: &str, what: &str) -> syn::Result<Ident> {
+    if let Expr::Path(ExprPath {
+        path,
+        qself: None,
+        attrs,
+    }) = value
+    {
+        if attrs.is_empty() {
+            if let Some(ident) = path.get_ident() {
+                return Ok(ident.clone());
+            }
+        }
+    }
+    Err(syn::Error::new(
+        value.span(),
+        format!("`{key} = …` takes the name of {what}, such as `{key} = tx`"),
+    ))
+}
+
+fn parse_side_effect(value: &Expr) -> syn::Result<SideEffect> {
+    let expected = "expected `Raise` (the default: return an error when the lock is busy) \
+                    or `Skip` (return without running the function)";
+    let Ok(ident) = parse_ident(value, "side_effect", "a side effect") else {
+        return Err(syn::Error::new(value.span(), expected));
+    };
+    match ident.to_string().as_str() {
+        "Raise" => Ok(SideEffect::Raise),
+        "Skip" => Ok(SideEffect::Skip),
+        "Return" => Err(syn::Error::new(
+            ident.span(),
+            "`side_effect = Return` has no meaning on a function: the function cannot hand \
+             back a lock it does not hold. Use `side_effect = Skip` (the body is not run and \
+             the function returns `None`/`()`), `side_effect = Raise` (returns an error), or \
+             `pglock::advisory(..).try_acquire(&pool)` for `Ok(None)` in your own code",
+        )),
+        _ => Err(syn::Error::new(ident.span(), expected)),
+    }
+}
+
+fn parse_timeout(value: Expr) -> syn::Result<Timeout> {
+    match &value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => parse_duration_literal(s),
+        Expr::Lit(ExprLit {
+            lit: lit @ (Lit::Int(_) | Lit::Float(_)),
+            ..
+        }) => {
+            let n = match lit {
+                Lit::Int(i) => i.base10_digits().to_string(),
+                Lit::Float(f) => f.base10_digits().to_string(),
+                _ => unreachable!("matched above"),
+            };
+            Err(syn::Error::new(
+                lit.span(),
+                format!(
+                    "a timeout needs a unit: write `timeout = \"{n}s\"` (or \"{n}ms\"), \
+                     or a `Duration` such as `Duration::from_secs({n})`"
+                ),
+            ))
+        }
+        Expr::Lit(ExprLit { lit, .. }) => Err(syn::Error::new(
+            lit.span(),
+            "expected a timeout such as \"250ms\", \"2s\" or \"0s\", or a `Duration` expression",
+        )),
+        _ => Ok(Timeout::Expr(Box::new(value))),
+    }
+}
+
+/// `"250ms"`, `"2s"`, `"1.5s"`, `"1m30s"`, `"0s"`: numbers, each followed by a unit
+/// among `ns`, `us`, `ms`, `s`, `m`, `h`.
+fn parse_duration_literal(lit: &LitStr) -> syn::Result<Timeout> {
+    let text = lit.value();
+    let nanos = duration_nanos(&text).map_err(|why| {
+        syn::Error::new(
+            lit.span(),
+            format!(
+                "invalid timeout {text:?}: {why}; write a number followed by a unit \
+                 (ns, us, ms, s, m, h), such as \"250ms\", \"2s\", \"1m30s\" or \"0s\" \
+                 (try once), or give a `Duration` expression"
+            ),
+        )
+    })?;
+    if nanos.div_ceil(1_000_000) > MAX_TIMEOUT_MS {
+        return Err(syn::Error::new(
+            lit.span(),
+            format!(
+                "timeout {text:?} is longer than PostgreSQL's lock_timeout allows \
+                 (2147483647 ms, about 24.8 days); leave the timeout out to wait until \
+                 the lock is granted"
+            ),
+        ));
+    }
+    Ok(Timeout::Literal {
+        nanos: nanos as u64,
+        span: lit.span(),
+    })
+}
+
+fn duration_nanos(text: &str) -> Result<u128, &'static str> {
+    let s = text.trim();
+    if s.is_empty() {
+        return Err("it is empty");
+    }
+    let mut rest = s;
+    let mut total: u128 = 0;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if number_len == 0 {
+            return Err("expected a number");
+        }
+        let (number, tail) = rest.split_at(number_len);
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let per_unit: u128 = match unit.trim() {
+            "ns" => 1,
+            "us" | "µs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" | "min" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "" => return Err("the number has no unit"),
+            _ => return Err("unknown unit"),
+        };
+        total = total
+            .checked_add(scaled(number, per_unit)?)
+            .ok_or("it is too large")?;
+        rest = tail.trim_start();
+    }
+    Ok(total)
+}
+
+/// `number` (digits, optionally with a fraction) times `per_unit` nanoseconds,
+/// rounded up to a whole nanosecond.
+fn scaled(number: &str, per_unit: u128) -> Result<u128, &'static str> {
+    let (int, frac) = number.split_once('.').unwrap_or((number, ""));
+    if int.is_empty() && frac.is_empty() || frac.contains('.') {
+        return Err("malformed number");
+    }
+    let int: u128 = match int {
+        "" => 0,
+        _ => int.parse().map_err(|_| "malformed number")?,
+    };
+    let mut nanos = int.checked_mul(per_unit).ok_or("it is too large")?;
+    if !frac.is_empty() {
+        if frac.len() > 18 {
+            return Err("too many decimals");
+        }
+        let f: u128 = frac.parse().map_err(|_| "malformed number")?;
+        let scale = 10u128.pow(frac.len() as u32);
+        nanos = nanos
+            .checked_add((f * per_unit).div_ceil(scale))
+            .ok_or("it is too large")?;
+    }
+    Ok(nanos)
+}
+
+/// The tokens of a default id: `concat!(module_path!(), "::", "<fn name>")`.
+pub(crate) fn default_id(fn_name: &str) -> TokenStream {
+    let suffix = format!("::{fn_name}");
+    quote!(::core::concat!(::core::module_path!(), #suffix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_literals() {
+        assert_eq!(duration_nanos("0s"), Ok(0));
+        assert_eq!(duration_nanos("250ms"), Ok(250_000_000));
+        assert_eq!(duration_nanos("2s"), Ok(2_000_000_000));
+        assert_eq!(duration_nanos("1.5s"), Ok(1_500_000_000));
+        assert_eq!(duration_nanos("1m30s"), Ok(90_000_000_000));
+        assert_eq!(duration_nanos("1m 30s"), Ok(90_000_000_000));
+        assert_eq!(duration_nanos("10 us"), Ok(10_000));
+        assert_eq!(duration_nanos("2h"), Ok(7_200_000_000_000));
+        assert!(duration_nanos("").is_err());
+        assert!(duration_nanos("5").is_err());
+        assert!(duration_nanos("s").is_err());
+        assert!(duration_nanos("2 seconds").is_err());
+        assert!(duration_nanos("1..2s").is_err());
+        assert!(duration_nanos("-1s").is_err());
+    }
+
+    #[test]
+    fn arguments() {
+        let args = Args::parse(quote!("a.b", timeout = "2s", shared, side_effect = Skip)).unwrap();
+        assert!(args.id.is_some() && args.shared && args.side_effect == Some(SideEffect::Skip));
+        assert!(Args::parse(quote!(shared, shared)).is_err());
+        assert!(Args::parse(quote!(timeot = "2s")).is_err());
+        assert!(Args::parse(quote!(side_effect = Return)).is_err());
+        assert!(Args::parse(quote!(shared, "late")).is_err());
+        assert!(Args::parse(quote!(LOCK_ID, pool = &self.pool))
+            .unwrap()
+            .id
+            .is_some());
+        assert!(Args::parse(quote!(name)).unwrap().id.is_some());
+        assert!(Args::parse(quote!(shared, sharde)).is_err());
+        assert!(Args::parse(quote!()).unwrap().id.is_none());
+    }
+}

@@ -1,0 +1,387 @@
+//! Support for the code that `#[pglock::advisory]` generates (re-exported from
+//! `pglock::__private`; not public API). The attribute's documentation is on its
+//! re-export in `lib.rs`.
+//!
+//! The generated code calls these generic functions and lets the function's
+//! return type pick the trait impl, so the return-type rules live here, as traits
+//! with `on_unimplemented` messages that say what to write instead.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::guard::Guard;
+use crate::key::{LockId, LockKey};
+use crate::lock::{Advisory, Source};
+use crate::session::Session;
+use crate::xact::InTransaction;
+
+pub use crate::defaults::require_default_pool as default_source;
+
+/// What a lock id given to the attribute may be. Taken by reference, so that a
+/// parameter used as the id stays usable in the body.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a lock id",
+    label = "expected a lock name (`&str`, `String`), an `i64` key, an `(i32, i32)` key pair or a `pglock::LockKey`"
+)]
+pub trait ToLockId {
+    /// The id.
+    fn to_lock_id(&self) -> LockId;
+}
+
+impl ToLockId for str {
+    fn to_lock_id(&self) -> LockId {
+        LockId::name(self)
+    }
+}
+
+impl ToLockId for String {
+    fn to_lock_id(&self) -> LockId {
+        LockId::name(self.as_str())
+    }
+}
+
+impl ToLockId for Arc<str> {
+    fn to_lock_id(&self) -> LockId {
+        LockId::name(self.clone())
+    }
+}
+
+impl ToLockId for std::borrow::Cow<'_, str> {
+    fn to_lock_id(&self) -> LockId {
+        LockId::name(&**self)
+    }
+}
+
+impl ToLockId for i64 {
+    fn to_lock_id(&self) -> LockId {
+        LockId::key(LockKey::Big(*self))
+    }
+}
+
+impl ToLockId for (i32, i32) {
+    fn to_lock_id(&self) -> LockId {
+        LockId::key(LockKey::Pair(self.0, self.1))
+    }
+}
+
+impl ToLockId for LockKey {
+    fn to_lock_id(&self) -> LockId {
+        LockId::key(*self)
+    }
+}
+
+impl ToLockId for LockId {
+    fn to_lock_id(&self) -> LockId {
+        self.clone()
+    }
+}
+
+impl<T: ToLockId + ?Sized> ToLockId for &T {
+    fn to_lock_id(&self) -> LockId {
+        (**self).to_lock_id()
+    }
+}
+
+impl<T: ToLockId + ?Sized> ToLockId for &mut T {
+    fn to_lock_id(&self) -> LockId {
+        (**self).to_lock_id()
+    }
+}
+
+impl<T: ToLockId + ?Sized> ToLockId for Box<T> {
+    fn to_lock_id(&self) -> LockId {
+        (**self).to_lock_id()
+    }
+}
+
+/// The lock the attribute takes: `pglock::advisory(id)`, borrowing the id.
+pub fn lock<T: ToLockId + ?Sized>(id: &T) -> Advisory {
+    crate::lock::advisory(id.to_lock_id())
+}
+
+/// What `pool = …` may evaluate to: a pool or a session, or a reference, `Arc` or
+/// `Box` of one.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a connection source for #[pglock::advisory]",
+    label = "`pool = …` must give a `deadpool_postgres::Pool` or a `pglock::Session`",
+    note = "a reference, `Arc` or `Box` of either works too, e.g. `pool = &self.pool`"
+)]
+pub trait AsSource {
+    /// The source locks are taken through.
+    type Source: Source + ?Sized;
+    /// Borrows it.
+    fn as_source(&self) -> &Self::Source;
+}
+
+impl AsSource for deadpool_postgres::Pool {
+    type Source = deadpool_postgres::Pool;
+    fn as_source(&self) -> &Self::Source {
+        self
+    }
+}
+
+impl AsSource for Session {
+    type Source = Session;
+    fn as_source(&self) -> &Self::Source {
+        self
+    }
+}
+
+impl<T: AsSource + ?Sized> AsSource for &T {
+    type Source = T::Source;
+    fn as_source(&self) -> &Self::Source {
+        (**self).as_source()
+    }
+}
+
+impl<T: AsSource + ?Sized> AsSource for &mut T {
+    type Source = T::Source;
+    fn as_source(&self) -> &Self::Source {
+        (**self).as_source()
+    }
+}
+
+impl<T: AsSource + ?Sized> AsSource for Arc<T> {
+    type Source = T::Source;
+    fn as_source(&self) -> &Self::Source {
+        (**self).as_source()
+    }
+}
+
+impl<T: AsSource + ?Sized> AsSource for Box<T> {
+    type Source = T::Source;
+    fn as_source(&self) -> &Self::Source {
+        (**self).as_source()
+    }
+}
+
+/// What `xact = tx` may name: a `tokio_postgres::Transaction` or a
+/// `deadpool_postgres::Transaction`, by value or by reference.
+#[diagnostic::on_unimplemented(
+    message = "`xact = …` must name a transaction, not `{Self}`",
+    label = "expected a `tokio_postgres::Transaction` or a `deadpool_postgres::Transaction` (or a reference to one)"
+)]
+pub trait AsTransaction {
+    /// The transaction the lock is taken in.
+    type Transaction: InTransaction + ?Sized;
+    /// Borrows it.
+    fn as_transaction(&self) -> &Self::Transaction;
+}
+
+impl<'a> AsTransaction for tokio_postgres::Transaction<'a> {
+    type Transaction = tokio_postgres::Transaction<'a>;
+    fn as_transaction(&self) -> &Self::Transaction {
+        self
+    }
+}
+
+impl<'a> AsTransaction for deadpool_postgres::Transaction<'a> {
+    type Transaction = deadpool_postgres::Transaction<'a>;
+    fn as_transaction(&self) -> &Self::Transaction {
+        self
+    }
+}
+
+impl<T: AsTransaction + ?Sized> AsTransaction for &T {
+    type Transaction = T::Transaction;
+    fn as_transaction(&self) -> &Self::Transaction {
+        (**self).as_transaction()
+    }
+}
+
+impl<T: AsTransaction + ?Sized> AsTransaction for &mut T {
+    type Transaction = T::Transaction;
+    fn as_transaction(&self) -> &Self::Transaction {
+        (**self).as_transaction()
+    }
+}
+
+/// Raise: waits as the timeout says (without one, until granted).
+pub async fn acquire<S: AsSource + ?Sized>(
+    lock: &Advisory,
+    source: Result<&S, Error>,
+) -> Result<Guard, Error> {
+    lock.acquire(source?.as_source()).await
+}
+
+/// Skip: one try, or waits at most the timeout when one is given.
+pub async fn try_acquire<S: AsSource + ?Sized>(
+    lock: &Advisory,
+    source: Result<&S, Error>,
+) -> Result<Option<Guard>, Error> {
+    lock.try_acquire(source?.as_source()).await
+}
+
+/// Raise, transaction-level.
+pub async fn acquire_in<T: AsTransaction + ?Sized>(lock: &Advisory, tx: &T) -> Result<(), Error> {
+    lock.clone().xact().acquire_in(tx.as_transaction()).await
+}
+
+/// Skip, transaction-level: `Ok(false)` when busy.
+pub async fn try_acquire_in<T: AsTransaction + ?Sized>(
+    lock: &Advisory,
+    tx: &T,
+) -> Result<bool, Error> {
+    lock.clone()
+        .xact()
+        .try_acquire_in(tx.as_transaction())
+        .await
+}
+
+/// The return types of a Raise function: `Result<T, E>` with `E: From<pglock::Error>`.
+#[diagnostic::on_unimplemented(
+    message = "#[pglock::advisory] (side_effect = Raise, the default) needs the function to return `Result<T, E>` with `E: From<pglock::Error>`, not `{Self}`",
+    label = "a busy lock or a connection error is returned as `Err(E::from(error))` here",
+    note = "return a `Result` whose error type converts from `pglock::Error` (e.g. `Result<T, pglock::Error>`, or your own error with `impl From<pglock::Error>`), or use `side_effect = Skip` to return `()`/`Option<T>` without running the body"
+)]
+pub trait RaiseValue: Sized {
+    /// The value returned when the lock was not acquired.
+    fn from_lock_error(error: Error) -> Self;
+    /// The body's value once the lock is released: a failed release (the lock was
+    /// lost while the body ran) turns `Ok` into `Err`.
+    fn after_release(self, released: Result<(), Error>) -> Self;
+}
+
+impl<T, E: From<Error>> RaiseValue for Result<T, E> {
+    fn from_lock_error(error: Error) -> Self {
+        Err(E::from(error))
+    }
+
+    fn after_release(self, released: Result<(), Error>) -> Self {
+        match (self, released) {
+            (Ok(_), Err(e)) => Err(E::from(e)),
+            (output, Err(e)) => {
+                tracing::warn!(error = %e, "pglock: #[advisory] release failed after the function failed");
+                output
+            }
+            (output, Ok(())) => output,
+        }
+    }
+}
+
+/// The return types of a Skip function.
+#[diagnostic::on_unimplemented(
+    message = "#[pglock::advisory(side_effect = Skip)] cannot return `{Self}`: a skipped call needs a value that says \"not run\"",
+    label = "return `()`, `Option<T>`, `Result<(), E>` or `Result<Option<T>, E>` here",
+    note = "a skipped call returns `()`, `None`, `Ok(())` or `Ok(None)`; with a `Result`, `E: From<pglock::Error>` receives connection errors (with `()`/`Option<T>` they are logged with `tracing` and the call counts as skipped)"
+)]
+pub trait SkipValue: Sized {
+    /// The value of a skipped call.
+    fn skipped() -> Self;
+    /// The value when the lock could not even be tried (no default pool,
+    /// connection failed …).
+    fn from_lock_error(lock: &LockId, error: Error) -> Self;
+    /// As [`RaiseValue::after_release`].
+    fn after_release(self, released: Result<(), Error>) -> Self;
+}
+
+fn log_not_run(lock: &LockId, error: Error) {
+    tracing::error!(lock = %lock, error = %error, "pglock: #[advisory] function not run: its lock could not be tried");
+}
+
+fn log_release_error(released: Result<(), Error>) {
+    if let Err(e) = released {
+        tracing::error!(error = %e, "pglock: #[advisory] function ran but its lock could not be released cleanly");
+    }
+}
+
+impl SkipValue for () {
+    fn skipped() -> Self {}
+    fn from_lock_error(lock: &LockId, error: Error) -> Self {
+        log_not_run(lock, error);
+    }
+    fn after_release(self, released: Result<(), Error>) -> Self {
+        log_release_error(released);
+    }
+}
+
+impl<T> SkipValue for Option<T> {
+    fn skipped() -> Self {
+        None
+    }
+    fn from_lock_error(lock: &LockId, error: Error) -> Self {
+        log_not_run(lock, error);
+        None
+    }
+    fn after_release(self, released: Result<(), Error>) -> Self {
+        log_release_error(released);
+        self
+    }
+}
+
+impl<E: From<Error>> SkipValue for Result<(), E> {
+    fn skipped() -> Self {
+        Ok(())
+    }
+    fn from_lock_error(_: &LockId, error: Error) -> Self {
+        Err(E::from(error))
+    }
+    fn after_release(self, released: Result<(), Error>) -> Self {
+        RaiseValue::after_release(self, released)
+    }
+}
+
+impl<T, E: From<Error>> SkipValue for Result<Option<T>, E> {
+    fn skipped() -> Self {
+        Ok(None)
+    }
+    fn from_lock_error(_: &LockId, error: Error) -> Self {
+        Err(E::from(error))
+    }
+    fn after_release(self, released: Result<(), Error>) -> Self {
+        RaiseValue::after_release(self, released)
+    }
+}
+
+/// Raise, session lock: runs `body` if the lock was acquired, then releases it
+/// (awaited, so the lock is free when the function returns) and hands back the
+/// body's value; otherwise `Err(E::from(error))` without polling `body`. If `body`
+/// panics or this future is dropped, the guard's `Drop` releases the lock.
+pub async fn run_raise<R, F>(acquired: Result<Guard, Error>, body: F) -> R
+where
+    R: RaiseValue,
+    F: Future<Output = R>,
+{
+    let guard = match acquired {
+        Ok(guard) => guard,
+        Err(error) => return R::from_lock_error(error),
+    };
+    let output = body.await;
+    output.after_release(guard.release().await)
+}
+
+/// Skip, session lock: as [`run_raise`], but a busy lock gives the skipped value.
+pub async fn run_skip<R, F>(lock: &Advisory, acquired: Result<Option<Guard>, Error>, body: F) -> R
+where
+    R: SkipValue,
+    F: Future<Output = R>,
+{
+    let guard = match acquired {
+        Ok(Some(guard)) => guard,
+        Ok(None) => return skipped(lock),
+        Err(error) => return R::from_lock_error(lock.id(), error),
+    };
+    let output = body.await;
+    output.after_release(guard.release().await)
+}
+
+/// Raise, transaction lock: `Some(value to return)` when the lock was not acquired.
+pub fn xact_raise<R: RaiseValue>(acquired: Result<(), Error>) -> Option<R> {
+    acquired.err().map(R::from_lock_error)
+}
+
+/// Skip, transaction lock: `Some(value to return)` when the lock is busy or could
+/// not be tried.
+pub fn xact_skip<R: SkipValue>(lock: &Advisory, acquired: Result<bool, Error>) -> Option<R> {
+    match acquired {
+        Ok(true) => None,
+        Ok(false) => Some(skipped(lock)),
+        Err(error) => Some(R::from_lock_error(lock.id(), error)),
+    }
+}
+
+fn skipped<R: SkipValue>(lock: &Advisory) -> R {
+    tracing::debug!(lock = %lock.id(), "pglock: lock busy; #[advisory] function skipped");
+    R::skipped()
+}

@@ -1,0 +1,52 @@
+//! Fencing tokens: a number that grows with every acquisition of a name, so that
+//! storage can reject a holder whose lock has already passed to someone else.
+
+use tokio_postgres::Client;
+
+use crate::error::Error;
+use crate::key::LockKey;
+
+/// The SQL that [`install_fencing`] runs: one table, created if missing. Run it
+/// yourself (migration tools) if you prefer; it is idempotent.
+pub const FENCING_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS pglock_fencing (\
+     key_space smallint NOT NULL, \
+     lock_key bigint NOT NULL, \
+     token bigint NOT NULL, \
+     PRIMARY KEY (key_space, lock_key))";
+
+/// Issues the next token of a key (`$1` key space, `$2` key).
+pub(crate) const NEXT_TOKEN: &str = "INSERT INTO pglock_fencing AS f (key_space, lock_key, token) \
+     VALUES ($1::int2, $2::int8, 1) ON CONFLICT (key_space, lock_key) \
+     DO UPDATE SET token = f.token + 1 RETURNING token";
+
+/// Creates the table behind fencing tokens ([`FENCING_SCHEMA`]) in the first schema
+/// of the client's `search_path`. Idempotent: call it at start-up.
+///
+/// # Cancel safety
+/// Cancel-safe: the statement either commits or not.
+pub async fn install_fencing(client: &Client) -> Result<(), Error> {
+    client.batch_execute(FENCING_SCHEMA).await?;
+    Ok(())
+}
+
+/// The `(key_space, lock_key)` a key's tokens are kept under.
+pub(crate) fn token_key(key: LockKey) -> (i16, i64) {
+    match key {
+        LockKey::Big(k) => (1, k),
+        LockKey::Pair(a, b) => (2, (i64::from(a) << 32) | i64::from(b as u32)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pair_keys_do_not_collide() {
+        assert_eq!(
+            token_key(LockKey::Pair(1, -1)),
+            (2, (1 << 32) | 0xFFFF_FFFF)
+        );
+        assert_ne!(token_key(LockKey::Pair(0, 1)), token_key(LockKey::Big(1)));
+    }
+}

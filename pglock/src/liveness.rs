@@ -1,0 +1,147 @@
+//! Is the lock still held? Loss detection for guards, and dead-peer settings for
+//! lock connections.
+
+use std::time::{Duration, Instant};
+
+use tokio_postgres::types::Type;
+
+use crate::conn::Param;
+use crate::error::Error;
+use crate::guard::Guard;
+use crate::sql;
+
+/// How often [`Guard::lost`] asks the server, unless the lock says otherwise
+/// ([`Advisory::check_every`](crate::Advisory::check_every)).
+pub const DEFAULT_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// How often [`Guard::lost`] looks at the connection itself (no round trip).
+const CLOSED_POLL: Duration = Duration::from_millis(20);
+
+/// Client keepalive after this much silence, probes every
+/// [`KEEPALIVE_INTERVAL`], and the server side is told the same.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_RETRIES: u32 = 3;
+
+/// Gives a connection configuration pglock's dead-peer settings, so that a lock's
+/// holder and the server each notice a vanished peer in bounded time:
+///
+/// - client side: TCP keepalives after 10 s idle, every 5 s, 3 probes, and
+///   `tcp_user_timeout` 25 s (unacknowledged data);
+/// - server side (startup options): `tcp_keepalives_idle=10`,
+///   `tcp_keepalives_interval=5`, `tcp_keepalives_count=3`, `tcp_user_timeout=25000`.
+///
+/// With these, the server ends the session of a client that vanished (power loss,
+/// network partition) — and so frees its advisory locks — within about
+/// 10 + 5 × 3 = 25 seconds of the last traffic. Without them the operating
+/// system's defaults apply (on Linux about two hours and eleven minutes).
+///
+/// Existing `options` are kept. [`Session::connect`](crate::Session::connect) applies
+/// this; apply it to the `tokio_postgres::Config` of the pools you lock through.
+pub fn configure_keepalives(config: &mut tokio_postgres::Config) {
+    let user_timeout = KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_RETRIES;
+    config
+        .keepalives(true)
+        .keepalives_idle(KEEPALIVE_IDLE)
+        .keepalives_interval(KEEPALIVE_INTERVAL)
+        .keepalives_retries(KEEPALIVE_RETRIES)
+        .tcp_user_timeout(user_timeout);
+    let server = format!(
+        "-c tcp_keepalives_idle={} -c tcp_keepalives_interval={} -c tcp_keepalives_count={} \
+         -c tcp_user_timeout={}",
+        KEEPALIVE_IDLE.as_secs(),
+        KEEPALIVE_INTERVAL.as_secs(),
+        KEEPALIVE_RETRIES,
+        user_timeout.as_millis()
+    );
+    let options = match config.get_options() {
+        Some(existing) if !existing.is_empty() => format!("{existing} {server}"),
+        _ => server,
+    };
+    config.options(options);
+}
+
+impl Guard {
+    /// Asks the server whether this guard's session still holds its lock. One round
+    /// trip on the lock's connection; `Ok(false)` once the connection is gone.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only reads.
+    pub async fn is_held(&self) -> Result<bool, Error> {
+        let conn = self.conn();
+        if conn.client().is_closed() {
+            return Ok(false);
+        }
+        let key = self.key();
+        let (classid, objid, objsubid) = key.pg_locks_triple();
+        let mode = self.mode().pg_mode();
+        let params: [Param<'_>; 4] = [
+            (&classid, Type::OID),
+            (&objid, Type::OID),
+            (&objsubid, Type::INT2),
+            (&mode, Type::TEXT),
+        ];
+        match conn.exec().run(sql::IS_HELD, &params).await {
+            Ok(rows) => Ok(rows.first().is_some_and(|r| r.get(0))),
+            Err(e) => {
+                let err = Error::db(e).with_lock(self.id());
+                if err.is_connection_lost() {
+                    Ok(false)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// Completes, with an [`is_lost`](Error::is_lost) error, when the lock is lost:
+    /// at once (within 20 ms) when its connection closes — backend terminated,
+    /// server restarted, network error — and otherwise at the next active check
+    /// (every [`check_every`](crate::Advisory::check_every), 5 s by default) that
+    /// finds it no longer held (for example after `pg_advisory_unlock_all()`).
+    /// Never completes while the lock is held.
+    ///
+    /// Race it against the critical section so that the work stops when the lock
+    /// goes:
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: deadpool_postgres::Pool) -> Result<(), pglock::Error> {
+    /// # async fn critical_work() {}
+    /// let guard = pglock::advisory("migrate").acquire(&pool).await?;
+    /// tokio::select! {
+    ///     _ = critical_work() => guard.release().await?,
+    ///     lost = guard.lost() => return Err(lost),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only watches and reads.
+    pub async fn lost(&self) -> Error {
+        let mut next_check = Instant::now() + self.check_every();
+        loop {
+            if self.conn().client().is_closed() {
+                return Error::lost_while_held(
+                    self.id(),
+                    "its connection closed (backend terminated, server restarted, network \
+                     error or lease expired)",
+                );
+            }
+            if Instant::now() >= next_check {
+                match self.is_held().await {
+                    Ok(false) => {
+                        return Error::lost_while_held(
+                            self.id(),
+                            "the server no longer lists it for this session",
+                        )
+                    }
+                    Ok(true) => {}
+                    Err(e) => tracing::debug!(error = %e, "pglock: liveness check failed"),
+                }
+                next_check = Instant::now() + self.check_every();
+            }
+            let until_check = next_check.saturating_duration_since(Instant::now());
+            tokio::time::sleep(until_check.min(CLOSED_POLL)).await;
+        }
+    }
+}

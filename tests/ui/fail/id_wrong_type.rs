@@ -1,0 +1,6 @@
+#[pglock::advisory(3.5)]
+async fn job() -> Result<(), pglock::Error> {
+    Ok(())
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[pglock::advisory(sharde)]
+async fn job() -> Result<(), pglock::Error> {
+    Ok(())
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[pglock::advisory]
+struct Job;
+
+fn main() {}

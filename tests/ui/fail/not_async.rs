@@ -1,0 +1,6 @@
+#[pglock::advisory]
+fn job() -> Result<(), pglock::Error> {
+    Ok(())
+}
+
+fn main() {}

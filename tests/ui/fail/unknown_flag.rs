@@ -1,0 +1,6 @@
+#[pglock::advisory("jobs.report", exclusive)]
+async fn job() -> Result<(), pglock::Error> {
+    Ok(())
+}
+
+fn main() {}
