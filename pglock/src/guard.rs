@@ -10,7 +10,6 @@ use std::task::{Context, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::future::{join, join_all};
-use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Row};
 use tracing::Instrument;
 
@@ -357,66 +356,30 @@ impl Drop for Pending {
         }
         let (id, mode) = (self.id.clone(), self.mode);
         tracing::debug!(lock = %id, "pglock: acquire cancelled while waiting; cleaning up");
-        if tokio::runtime::Handle::try_current().is_err() {
-            // No runtime to send a cancel request from: closing a pooled connection
-            // ends its session (freeing anything granted); a session is asked to
-            // unlock once the wait is over.
-            match conn {
-                Conn::Pooled(_) | Conn::Dedicated(_) => conn.discard(),
-                Conn::Session(_) => finish_detached(async move {
-                    let _ = unlock_if_held(conn.exec(), id.lock_key(), mode, true).await;
-                }),
-            }
-            return;
-        }
-        let token = conn.exec().cancel_token();
-        finish_detached(async move {
-            conn::cancel(token).await;
-            // A cancel request is asynchronous: it reaches the backend some time
-            // after `cancel` returns and interrupts whatever runs *then* — the wait
-            // if it still waits, else a later statement on the connection. A pooled
-            // (or dedicated) connection is therefore closed rather than reused: its
-            // session ends as soon as the wait is over, which frees anything granted,
-            // and a late cancel can hit nobody's statement.
-            if !matches!(conn, Conn::Session(_)) {
+        match conn {
+            // A session is shared, and a cancel request interrupts whatever the
+            // connection runs when it lands — possibly another task's statement
+            // queued behind the wait. So no cancel: the release-if-granted is
+            // queued right now, behind the wait, and runs the moment it ends.
+            Conn::Session(_) => finish_detached(async move {
+                if let Err(e) = unlock_if_held(conn.exec(), id.lock_key(), mode, true).await {
+                    tracing::warn!(lock = %id, error = %e, "pglock: cleanup after a cancelled acquire failed");
+                }
+            }),
+            // A pooled (or dedicated) connection is ours alone: cancel the wait and
+            // close the connection, never reuse it. Its session ends as soon as the
+            // wait does, which frees anything granted meanwhile, and a cancel that
+            // lands late has nobody's statement to hit.
+            Conn::Pooled(_) | Conn::Dedicated(_) => {
+                let token = conn.exec().cancel_token();
                 conn.discard();
-                return;
-            }
-            // A session is shared: clean up on it. The cancel may land on the
-            // cleanup instead of the wait, if the wait ended just before: then run
-            // the cleanup again.
-            let mut cancel_landed = false;
-            for _ in 0..3 {
-                match unlock_if_held(conn.exec(), id.lock_key(), mode, false).await {
-                    Ok(false) => return,
-                    Ok(true) => {
-                        // The lock was granted before the cancel arrived, so (unless
-                        // it hit the cleanup) the cancel is still on its way: give it
-                        // a statement to land on, ended early by it, instead of the
-                        // session's next user.
-                        if !cancel_landed {
-                            let _ = conn.exec().batch(ABSORB_LATE_CANCEL).await;
-                        }
-                        return;
-                    }
-                    Err(e) if e.code() == Some(&SqlState::QUERY_CANCELED) => {
-                        cancel_landed = true;
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::warn!(lock = %id, error = %e, "pglock: cleanup after cancel failed");
-                        break;
-                    }
+                if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                    drop(handle.spawn(conn::cancel(token)));
                 }
             }
-            conn.discard();
-        });
+        }
     }
 }
-
-/// Waits briefly for a cancel request known to be in flight, so that it
-/// interrupts this statement rather than the session's next one.
-const ABSORB_LATE_CANCEL: &str = "SELECT pg_sleep(0.1)";
 
 #[cfg(test)]
 mod tests {

@@ -281,13 +281,19 @@ impl Advisory {
     /// connection lost, pool and invalid-argument errors as their kinds say.
     ///
     /// # Cancel safety
-    /// Cancel-safe. Dropping the future while it waits for the server sends a cancel
-    /// request for the wait. A pooled connection is then closed, not returned: its
-    /// session ends once the wait is over, freeing the lock if the server granted it
-    /// meanwhile, and the cancel request (which the server applies asynchronously)
-    /// cannot interrupt a later user of the connection. On a [`Session`], the lock
-    /// is released if it was granted meanwhile, once the connection is idle again.
-    /// Nothing is left held and no query is left waiting on a pooled connection.
+    /// Cancel-safe: nothing is left held after the future is gone, and no query is
+    /// left waiting on a pooled connection.
+    ///
+    /// - From a pool: dropping the future while it waits sends a cancel request for
+    ///   the wait and closes the connection instead of returning it. Its session
+    ///   ends as soon as the wait does, freeing the lock if the server granted it
+    ///   meanwhile, and the cancel request (which the server applies
+    ///   asynchronously) cannot interrupt a later user of the connection.
+    /// - From a [`Session`]: no cancel request is sent, since on a shared connection
+    ///   it could interrupt another task's statement. Instead a release-if-granted is
+    ///   queued behind the wait at once, and runs the moment the wait ends (granted
+    ///   or timed out). Until then the session is busy, as it is during any wait:
+    ///   give waits on a shared session a timeout.
     pub async fn acquire<S: Source + ?Sized>(&self, source: &S) -> Result<Guard, Error> {
         let wait = Wait::of(self.timeout);
         match self.lock_session(source, wait, true).await? {

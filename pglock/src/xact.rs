@@ -81,11 +81,13 @@ impl XactAdvisory {
     /// Takes the lock in `tx`, waiting as the timeout says (without one: until
     /// granted, whatever the transaction's `lock_timeout`).
     ///
-    /// Costs one round trip. With a finite timeout the wait runs under a savepoint,
-    /// pipelined in the same round trip, so that a timeout leaves `tx` usable and
-    /// its `lock_timeout` as it was (rolling back to the savepoint takes one more
-    /// round trip, on that failure path only). Without a timeout a failed wait
-    /// (deadlock, cancellation) aborts `tx` like any failed statement.
+    /// Costs one round trip when the lock is free: a `pg_try_advisory_xact_lock`.
+    /// When it is busy and the call may wait, one more round trip waits on the
+    /// server under a savepoint (`SAVEPOINT`, the wait, `RELEASE SAVEPOINT`,
+    /// pipelined), so that a timeout — or a deadlock — leaves `tx` usable and its
+    /// `lock_timeout` as it was (rolling back to the savepoint takes one more round
+    /// trip, on that failure path only). The try never jumps the queue: PostgreSQL
+    /// refuses it while others wait for a conflicting lock.
     ///
     /// # Errors
     /// As [`Advisory::acquire`].
@@ -139,38 +141,44 @@ impl XactAdvisory {
         async move {
             let started = Instant::now();
             let key = lock.id.lock_key();
-            let attempt = wait.attempt();
-            let statement = sql::lock(Scope::Xact, lock.mode, attempt, is_pair(key));
             let error = |e| Error::db(e).with_lock(&lock.id);
-            let prepared = exec.prepare(statement).await.map_err(error)?;
-            let mut params = key_params(&key);
-            if attempt == Attempt::Wait {
+            let pair = is_pair(key);
+            // First a try: the whole cost when the lock is free (the common case),
+            // and cheap to plan where statements cannot be cached.
+            let try_lock = exec.prepare(sql::lock(Scope::Xact, lock.mode, Attempt::Try, pair));
+            let try_lock = try_lock.await.map_err(error)?;
+            let key_only = key_params(&key);
+            let free = exec.query(&try_lock, &key_only).await.map_err(error)?;
+            let mut armed = CancelOnDrop(None);
+            let result = if free.first().is_some_and(|r| r.get(0)) {
+                Ok(true)
+            } else if matches!(wait, Wait::Zero) {
+                Ok(false)
+            } else {
+                // Busy, and allowed to wait: wait under a savepoint so that a timeout
+                // or a deadlock leaves the transaction usable and its lock_timeout
+                // as it was. Pipelined: all three are queued before the first answer.
+                let wait_lock =
+                    exec.prepare(sql::lock(Scope::Xact, lock.mode, Attempt::Wait, pair));
+                let wait_lock = wait_lock.await.map_err(error)?;
+                let savepoint = exec.prepare(sql::SAVEPOINT).await.map_err(error)?;
+                let release = exec.prepare(sql::RELEASE_SAVEPOINT).await.map_err(error)?;
+                let mut params = key_params(&key);
                 params.push((&lock_timeout, Type::TEXT));
-            }
-            let mut armed = CancelOnDrop((attempt == Attempt::Wait).then_some(exec));
-            let result = match wait {
-                Wait::Zero => exec
-                    .query(&prepared, &params)
-                    .await
-                    .map(|rows| rows.first().is_some_and(|r| r.get(0))),
-                Wait::Forever => exec.query(&prepared, &params).await.map(|_| true),
-                Wait::For(_) => {
-                    let savepoint = exec.prepare(sql::SAVEPOINT).await.map_err(error)?;
-                    let release = exec.prepare(sql::RELEASE_SAVEPOINT).await.map_err(error)?;
-                    // Pipelined: all three are queued before the first answer.
-                    let (begun, locked, released) = join3(
-                        exec.query(&savepoint, &[]),
-                        exec.query(&prepared, &params),
-                        exec.query(&release, &[]),
-                    )
-                    .await;
-                    begun.map_err(error)?;
-                    match locked {
-                        Ok(_) => released.map(|_| true),
-                        Err(e) => {
-                            exec.batch(sql::ROLLBACK_SAVEPOINT).await.map_err(error)?;
-                            Err(e)
-                        }
+                armed.0 = Some(exec);
+                let (begun, locked, released) = join3(
+                    exec.query(&savepoint, &[]),
+                    exec.query(&wait_lock, &params),
+                    exec.query(&release, &[]),
+                )
+                .await;
+                begun.map_err(error)?;
+                match locked {
+                    Ok(_) => released.map(|_| true),
+                    Err(e) => {
+                        armed.0 = None;
+                        exec.batch(sql::ROLLBACK_SAVEPOINT).await.map_err(error)?;
+                        Err(e)
                     }
                 }
             };
@@ -187,7 +195,7 @@ impl XactAdvisory {
                 }
                 Err(e) => {
                     let err = error(e);
-                    if err.is_not_acquired() && matches!(wait, Wait::For(_)) {
+                    if err.is_not_acquired() {
                         let holder = match want_holder {
                             true => holder(exec, key, lock.mode).await,
                             false => None,
