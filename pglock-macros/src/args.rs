@@ -10,10 +10,18 @@ use syn::{Expr, ExprLit, ExprPath, Ident, Lit, LitStr, Token};
 /// Every named argument, for "expected one of" messages.
 const ACCEPTED: &str =
     "a lock id (\"name\" or an expression), `timeout = …`, `shared`, `xact = <parameter>`, \
-     `side_effect = Raise | Skip`, `pool = …`";
+     `side_effect = Raise | Skip`, `pool = …`, `fencing`, `lease = …`, `label = …`";
 
-/// PostgreSQL's `lock_timeout` is an `int` of milliseconds.
+/// PostgreSQL's `lock_timeout` and `idle_session_timeout` are `int`s of
+/// milliseconds.
 const MAX_TIMEOUT_MS: u128 = i32::MAX as u128;
+
+/// Which duration argument a value is for: the messages differ.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DurationArg {
+    Timeout,
+    Lease,
+}
 
 /// What to do when the lock is busy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +59,12 @@ pub(crate) struct Args {
     pub(crate) xact: Option<Ident>,
     pub(crate) side_effect: Option<SideEffect>,
     pub(crate) pool: Option<Expr>,
+    /// `fencing`, as written.
+    pub(crate) fencing: Option<Ident>,
+    /// `lease = …`: the key as written and the time-to-live.
+    pub(crate) lease: Option<(Ident, Timeout)>,
+    /// `label = …`: the key as written and the expression.
+    pub(crate) label: Option<(Ident, Expr)>,
 }
 
 /// One comma-separated argument as written.
@@ -104,7 +118,16 @@ pub(crate) fn is_argument_like(ident: &Ident) -> bool {
 }
 
 /// Every argument name.
-const KEYS: &[&str] = &["shared", "timeout", "xact", "side_effect", "pool"];
+const KEYS: &[&str] = &[
+    "shared",
+    "timeout",
+    "xact",
+    "side_effect",
+    "pool",
+    "fencing",
+    "lease",
+    "label",
+];
 
 impl Args {
     /// Parses the attribute's argument tokens; every problem found is reported.
@@ -147,10 +170,13 @@ impl Args {
                     }
                     match key.as_str() {
                         "shared" => args.shared = true,
-                        "timeout" | "xact" | "side_effect" | "pool" => push(syn::Error::new(
-                            ident.span(),
-                            format!("`{key}` needs a value: {}", example(&key)),
-                        )),
+                        "fencing" => args.fencing = Some(ident),
+                        "timeout" | "xact" | "side_effect" | "pool" | "lease" | "label" => {
+                            push(syn::Error::new(
+                                ident.span(),
+                                format!("`{key}` needs a value: {}", example(&key)),
+                            ))
+                        }
                         _ => push(unknown(&ident)),
                     }
                 }
@@ -160,7 +186,14 @@ impl Args {
                         continue;
                     }
                     let result = match key.to_string().as_str() {
-                        "timeout" => parse_timeout(value).map(|t| args.timeout = Some(t)),
+                        "timeout" => parse_duration(value, DurationArg::Timeout)
+                            .map(|t| args.timeout = Some(t)),
+                        "lease" => parse_duration(value, DurationArg::Lease)
+                            .map(|t| args.lease = Some((key.clone(), t))),
+                        "label" => {
+                            args.label = Some((key.clone(), value));
+                            Ok(())
+                        }
                         "xact" => parse_ident(&value, "xact", "the transaction parameter")
                             .map(|i| args.xact = Some(i)),
                         "side_effect" => {
@@ -174,6 +207,11 @@ impl Args {
                             key.span(),
                             "`shared` takes no value: write `shared` (leave it out for an \
                              exclusive lock)",
+                        )),
+                        "fencing" => Err(syn::Error::new(
+                            key.span(),
+                            "`fencing` takes no value: write `fencing` (leave it out for no \
+                             fencing token)",
                         )),
                         "id" | "name" => Err(syn::Error::new(
                             key.span(),
@@ -205,6 +243,11 @@ fn example(key: &str) -> &'static str {
         "timeout" => "`timeout = \"2s\"` or `timeout = Duration::from_millis(250)`",
         "xact" => "`xact = tx`, naming the function's transaction parameter",
         "side_effect" => "`side_effect = Raise` or `side_effect = Skip`",
+        "lease" => "`lease = \"30s\"` or `lease = Duration::from_secs(30)`",
+        "label" => {
+            "`label = \"worker-7\"` or any `&str`/`String` expression, such as \
+                    `label = self.worker_id.as_str()`"
+        }
         _ => "`pool = &self.pool`, or any expression giving a pool or session",
     }
 }
@@ -281,11 +324,11 @@ fn parse_side_effect(value: &Expr) -> syn::Result<SideEffect> {
     }
 }
 
-fn parse_timeout(value: Expr) -> syn::Result<Timeout> {
+fn parse_duration(value: Expr, what: DurationArg) -> syn::Result<Timeout> {
     match &value {
         Expr::Lit(ExprLit {
             lit: Lit::Str(s), ..
-        }) => parse_duration_literal(s),
+        }) => parse_duration_literal(s, what),
         Expr::Lit(ExprLit {
             lit: lit @ (Lit::Int(_) | Lit::Float(_)),
             ..
@@ -295,17 +338,30 @@ fn parse_timeout(value: Expr) -> syn::Result<Timeout> {
                 Lit::Float(f) => f.base10_digits().to_string(),
                 _ => unreachable!("matched above"),
             };
+            let (a, key) = match what {
+                DurationArg::Timeout => ("a timeout", "timeout"),
+                DurationArg::Lease => ("a lease", "lease"),
+            };
             Err(syn::Error::new(
                 lit.span(),
                 format!(
-                    "a timeout needs a unit: write `timeout = \"{n}s\"` (or \"{n}ms\"), \
+                    "{a} needs a unit: write `{key} = \"{n}s\"` (or \"{n}ms\"), \
                      or a `Duration` such as `Duration::from_secs({n})`"
                 ),
             ))
         }
         Expr::Lit(ExprLit { lit, .. }) => Err(syn::Error::new(
             lit.span(),
-            "expected a timeout such as \"250ms\", \"2s\" or \"0s\", or a `Duration` expression",
+            match what {
+                DurationArg::Timeout => {
+                    "expected a timeout such as \"250ms\", \"2s\" or \"0s\", or a `Duration` \
+                     expression"
+                }
+                DurationArg::Lease => {
+                    "expected a lease time-to-live such as \"500ms\", \"30s\" or \"1m\", or a \
+                     `Duration` expression"
+                }
+            },
         )),
         _ => Ok(Timeout::Expr(Box::new(value))),
     }
@@ -313,26 +369,48 @@ fn parse_timeout(value: Expr) -> syn::Result<Timeout> {
 
 /// `"250ms"`, `"2s"`, `"1.5s"`, `"1m30s"`, `"0s"`: numbers, each followed by a unit
 /// among `ns`, `us`, `ms`, `s`, `m`, `h`.
-fn parse_duration_literal(lit: &LitStr) -> syn::Result<Timeout> {
+fn parse_duration_literal(lit: &LitStr, what: DurationArg) -> syn::Result<Timeout> {
     let text = lit.value();
     let nanos = duration_nanos(&text).map_err(|why| {
         syn::Error::new(
             lit.span(),
-            format!(
-                "invalid timeout {text:?}: {why}; write a number followed by a unit \
-                 (ns, us, ms, s, m, h), such as \"250ms\", \"2s\", \"1m30s\" or \"0s\" \
-                 (try once), or give a `Duration` expression"
-            ),
+            match what {
+                DurationArg::Timeout => format!(
+                    "invalid timeout {text:?}: {why}; write a number followed by a unit \
+                     (ns, us, ms, s, m, h), such as \"250ms\", \"2s\", \"1m30s\" or \"0s\" \
+                     (try once), or give a `Duration` expression"
+                ),
+                DurationArg::Lease => format!(
+                    "invalid lease {text:?}: {why}; write a number followed by a unit \
+                     (ns, us, ms, s, m, h), such as \"500ms\", \"30s\" or \"1m\", or give \
+                     a `Duration` expression"
+                ),
+            },
         )
     })?;
-    if nanos.div_ceil(1_000_000) > MAX_TIMEOUT_MS {
+    if what == DurationArg::Lease && nanos == 0 {
         return Err(syn::Error::new(
             lit.span(),
             format!(
-                "timeout {text:?} is longer than PostgreSQL's lock_timeout allows \
-                 (2147483647 ms, about 24.8 days); leave the timeout out to wait until \
-                 the lock is granted"
+                "a lease of {text:?} would expire at once: give a time-to-live of at least \
+                 1ms, such as \"30s\" (the lease is renewed every third of it)"
             ),
+        ));
+    }
+    if nanos.div_ceil(1_000_000) > MAX_TIMEOUT_MS {
+        return Err(syn::Error::new(
+            lit.span(),
+            match what {
+                DurationArg::Timeout => format!(
+                    "timeout {text:?} is longer than PostgreSQL's lock_timeout allows \
+                     (2147483647 ms, about 24.8 days); leave the timeout out to wait until \
+                     the lock is granted"
+                ),
+                DurationArg::Lease => format!(
+                    "lease {text:?} is longer than PostgreSQL's idle_session_timeout allows \
+                     (2147483647 ms, about 24.8 days)"
+                ),
+            },
         ));
     }
     Ok(Timeout::Literal {
@@ -446,5 +524,27 @@ mod tests {
         assert!(Args::parse(quote!(name)).unwrap().id.is_some());
         assert!(Args::parse(quote!(shared, sharde)).is_err());
         assert!(Args::parse(quote!()).unwrap().id.is_none());
+    }
+
+    #[test]
+    fn fencing_lease_label() {
+        let args = Args::parse(quote!(
+            "a.b",
+            fencing,
+            lease = "30s",
+            label = self.worker.as_str()
+        ))
+        .unwrap();
+        assert!(args.fencing.is_some() && args.lease.is_some() && args.label.is_some());
+        assert!(Args::parse(quote!(fencing)).unwrap().fencing.is_some());
+        assert!(Args::parse(quote!(fencing, fencing)).is_err());
+        assert!(Args::parse(quote!(fencing = true)).is_err());
+        assert!(Args::parse(quote!(lease)).is_err());
+        assert!(Args::parse(quote!(label)).is_err());
+        assert!(Args::parse(quote!(lease = "0s")).is_err());
+        assert!(Args::parse(quote!(lease = "30 seconds")).is_err());
+        assert!(Args::parse(quote!(lease = 30)).is_err());
+        assert!(Args::parse(quote!(lease = "600h")).is_err());
+        assert!(Args::parse(quote!(lease = ttl)).unwrap().lease.is_some());
     }
 }

@@ -16,8 +16,12 @@
 //!     .await
 //! }
 //! ```
-//! `run_skip`/`run_raise` hold the guard while the body runs, so a panic or a
-//! dropped future releases the lock through the guard's `Drop`; a normal return
+//! `fencing`, `lease = ttl` and `label = l` append `.fencing()`,
+//! `.lease(ttl).auto_renew()` and `.label(::pglock::__private::label(&(l)))` to the
+//! builder; none is allowed with `xact`, which has no guard.
+//! `run_skip`/`run_raise` hold the guard while the body runs (with a tokio
+//! task-local describing it, `pglock::held()`, scoped around the body), so a panic
+//! or a dropped future releases the lock through the guard's `Drop`; a normal return
 //! (including `return` and `?` in the body, which leave the inner block) awaits the
 //! release, so the lock is free when the call returns. The borrow of the source
 //! ends before the body starts, so the body may move or mutate what `pool = …`
@@ -145,6 +149,37 @@ fn check(args: &Args, func: &AdvisoryFn) -> syn::Result<()> {
                  the transaction; drop one of them",
             ));
         }
+        // What comes with a guard has no meaning without one.
+        let no_guard = [
+            (
+                args.fencing.as_ref(),
+                "`fencing`",
+                ", so no fencing token is issued for it",
+            ),
+            (
+                args.lease.as_ref().map(|(key, _)| key),
+                "`lease = …`",
+                " to renew, and it ends with its transaction anyway",
+            ),
+            (
+                args.label.as_ref().map(|(key, _)| key),
+                "`label = …`",
+                " and no connection of its own to label (set `application_name` in the \
+                 transaction instead)",
+            ),
+        ];
+        for (key, what, why) in no_guard {
+            if let Some(key) = key {
+                errors.push(syn::Error::new(
+                    key.span(),
+                    format!(
+                        "{what} has no use with `xact = …`: a transaction-level lock has no \
+                         guard{why}; drop `xact = …` to take a session lock, or drop \
+                         {what}"
+                    ),
+                ));
+            }
+        }
     }
     match errors.into_iter().reduce(|mut all, e| {
         all.combine(e);
@@ -192,8 +227,21 @@ fn generate(args: &Args, func: AdvisoryFn) -> TokenStream {
     };
     let shared = args.shared.then(|| quote!(.shared()));
     let timeout = args.timeout.as_ref().map(|t| quote!(.timeout(#t)));
+    let fencing = args
+        .fencing
+        .as_ref()
+        .map(|key| quote_spanned!(key.span()=> .fencing()));
+    // A lease renews itself while the process runs: the body holds no guard to
+    // renew it with.
+    let lease = args
+        .lease
+        .as_ref()
+        .map(|(_, ttl)| quote!(.lease(#ttl).auto_renew()));
+    let label = args.label.as_ref().map(
+        |(_, expr)| quote_spanned!(expr.span()=> .label(::pglock::__private::label(&(#expr)))),
+    );
     let new_lock = quote! {
-        let #lock = #new_lock #shared #timeout;
+        let #lock = #new_lock #shared #timeout #fencing #lease #label;
     };
 
     let skip = args.side_effect() == SideEffect::Skip;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::guard::Guard;
+use crate::held::{self, HeldLock};
 use crate::key::{LockId, LockKey};
 use crate::lock::{Advisory, Source};
 use crate::session::Session;
@@ -98,6 +99,64 @@ impl<T: ToLockId + ?Sized> ToLockId for Box<T> {
 /// The lock the attribute takes: `pglock::advisory(id)`, borrowing the id.
 pub fn lock<T: ToLockId + ?Sized>(id: &T) -> Advisory {
     crate::lock::advisory(id.to_lock_id())
+}
+
+/// What `label = …` may evaluate to: a string, taken by reference, so that a
+/// parameter used as the label stays usable in the body.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a holder label",
+    label = "expected a string: `&str`, `String`, `Arc<str>` or `Cow<str>`"
+)]
+pub trait ToLabel {
+    /// The label.
+    fn to_label(&self) -> Arc<str>;
+}
+
+impl ToLabel for str {
+    fn to_label(&self) -> Arc<str> {
+        Arc::from(self)
+    }
+}
+
+impl ToLabel for String {
+    fn to_label(&self) -> Arc<str> {
+        Arc::from(self.as_str())
+    }
+}
+
+impl ToLabel for Arc<str> {
+    fn to_label(&self) -> Arc<str> {
+        self.clone()
+    }
+}
+
+impl ToLabel for std::borrow::Cow<'_, str> {
+    fn to_label(&self) -> Arc<str> {
+        Arc::from(&**self)
+    }
+}
+
+impl<T: ToLabel + ?Sized> ToLabel for &T {
+    fn to_label(&self) -> Arc<str> {
+        (**self).to_label()
+    }
+}
+
+impl<T: ToLabel + ?Sized> ToLabel for &mut T {
+    fn to_label(&self) -> Arc<str> {
+        (**self).to_label()
+    }
+}
+
+impl<T: ToLabel + ?Sized> ToLabel for Box<T> {
+    fn to_label(&self) -> Arc<str> {
+        (**self).to_label()
+    }
+}
+
+/// The holder label of `label = …`, borrowing the expression's value.
+pub fn label<T: ToLabel + ?Sized>(label: &T) -> Arc<str> {
+    label.to_label()
 }
 
 /// What `pool = …` may evaluate to: a pool or a session, or a reference, `Arc` or
@@ -337,7 +396,8 @@ impl<T, E: From<Error>> SkipValue for Result<Option<T>, E> {
 /// Raise, session lock: runs `body` if the lock was acquired, then releases it
 /// (awaited, so the lock is free when the function returns) and hands back the
 /// body's value; otherwise `Err(E::from(error))` without polling `body`. If `body`
-/// panics or this future is dropped, the guard's `Drop` releases the lock.
+/// panics or this future is dropped, the guard's `Drop` releases the lock. While
+/// `body` runs, [`pglock::held()`](crate::held()) describes the lock.
 pub async fn run_raise<R, F>(acquired: Result<Guard, Error>, body: F) -> R
 where
     R: RaiseValue,
@@ -347,7 +407,7 @@ where
         Ok(guard) => guard,
         Err(error) => return R::from_lock_error(error),
     };
-    let output = body.await;
+    let output = held::scope(HeldLock::of(&guard), body).await;
     output.after_release(guard.release().await)
 }
 
@@ -362,7 +422,7 @@ where
         Ok(None) => return skipped(lock),
         Err(error) => return R::from_lock_error(lock.id(), error),
     };
-    let output = body.await;
+    let output = held::scope(HeldLock::of(&guard), body).await;
     output.after_release(guard.release().await)
 }
 

@@ -142,7 +142,9 @@ impl Error {
             Some(c)
                 if *c == SqlState::ADMIN_SHUTDOWN
                     || *c == SqlState::CRASH_SHUTDOWN
-                    || *c == SqlState::CANNOT_CONNECT_NOW =>
+                    || *c == SqlState::CANNOT_CONNECT_NOW
+                    || *c == SqlState::IDLE_SESSION_TIMEOUT
+                    || *c == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT =>
             {
                 (
                     ErrorKind::ConnectionLost,

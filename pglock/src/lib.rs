@@ -115,6 +115,7 @@ mod defaults;
 mod error;
 mod fencing;
 mod guard;
+mod held;
 mod inspect;
 mod key;
 mod lease;
@@ -128,6 +129,7 @@ pub use defaults::{default_pool, set_default_pool};
 pub use error::{Error, ErrorKind, Holder};
 pub use fencing::{install_fencing, FENCING_SCHEMA};
 pub use guard::Guard;
+pub use held::{held, HeldLock};
 pub use inspect::{release_all, status, LockHolder, LockStatus};
 pub use key::{key_for, LockId, LockKey};
 pub use liveness::{configure_keepalives, DEFAULT_CHECK_EVERY};
@@ -185,10 +187,59 @@ pub use tokio_postgres;
 /// | `shared` | take the lock in shared mode: shared calls run together, an exclusive call waits for all of them (and they for it) | exclusive |
 /// | `side_effect = Raise \| Skip` | what a busy lock does (below). `Return` has no meaning on a function and is a compile error | `Raise` |
 /// | `pool = <expr>` | where the session lock's connection comes from, evaluated at each call: a [`deadpool_postgres::Pool`] or a [`Session`], or a reference, `Arc` or `Box` of one (`pool = &self.pool`, `pool = db`) | the pool installed with [`set_default_pool`] |
-/// | `xact = <parameter>` | take a transaction-level lock in that parameter, a [`tokio_postgres::Transaction`] or [`deadpool_postgres::Transaction`] (by value or by reference); it is held until the transaction commits or rolls back, not until the function returns. Not with `pool` | a session lock |
+/// | `xact = <parameter>` | take a transaction-level lock in that parameter, a [`tokio_postgres::Transaction`] or [`deadpool_postgres::Transaction`] (by value or by reference); it is held until the transaction commits or rolls back, not until the function returns. Not with `pool`, `fencing`, `lease` or `label`: a transaction lock has no guard | a session lock |
+/// | `fencing` | issue a fencing token with each acquisition ([`Advisory::fencing`]), strictly greater than every token issued before for the lock; the body reads it with [`held()`]`.unwrap().fencing_token()` (below). Needs [`install_fencing`] once per database | no token |
+/// | `lease = "30s"` | take the lock with a lease ([`Advisory::lease`]) that renews itself ([`Advisory::auto_renew`]) every third of its time-to-live while the process runs; if the process hangs or its runtime freezes for the time-to-live, the *server* ends the lock's session and frees the lock, and the call then returns an error instead of `Ok`. A literal with a unit, checked at compile time, or any `Duration` expression, evaluated at each call. PostgreSQL 14 or later | no lease: held until the body returns or the connection dies |
+/// | `label = <expr>` | a holder label ([`Advisory::label`]): a `&str`/`String` expression (`label = "worker-7"`, `label = self.worker_id.as_str()`, `label = format!("host-{n}")`), evaluated at each call and borrowed; while the body runs, the lock's session shows it as its `application_name` ([`status`], `pg_stat_activity`, the not-acquired errors of others) | no label |
 ///
 /// Unknown, duplicated or malformed arguments are compile errors that point at
 /// the offending token and say what is accepted.
+///
+/// A `lease` or a `label` takes the lock's connection out of its pool for good
+/// (it is closed after the release), so that the setting never reaches another
+/// user of the pool: each call uses up a pooled connection, which the pool
+/// replaces by connecting anew.
+///
+/// # The held lock in the body
+///
+/// While the body of a session-lock function runs, [`held()`] returns a
+/// [`HeldLock`] describing its lock: the fencing token, the acquisition id, the
+/// id, mode, label and lease. Outside an attributed body it returns `None`;
+/// nested attributed functions see their own (the innermost) lock. It is a tokio
+/// task-local, so it costs no round trip and the function's future stays `Send`;
+/// tasks spawned from the body do not inherit it (pass them the `HeldLock`).
+///
+/// ```no_run
+/// # #[derive(Debug)] enum AppError { Lock(pglock::Error) }
+/// # impl From<pglock::Error> for AppError {
+/// #     fn from(e: pglock::Error) -> Self { AppError::Lock(e) }
+/// # }
+/// // Each run writes with a fencing token; storage rejects a write whose token is
+/// // lower than the highest it has seen, so a holder that paused and lost its
+/// // lock cannot overwrite the work of the next one.
+/// #[pglock::advisory("ledger.compact", fencing, lease = "30s", label = "compactor", pool = pool)]
+/// async fn compact(pool: &deadpool_postgres::Pool) -> Result<u64, AppError> {
+///     let token = pglock::held()
+///         .and_then(|lock| lock.fencing_token())
+///         .expect("taken with `fencing`");
+///     let client = pool.get().await.map_err(pglock::Error::from)?;
+///     let written = client
+///         .execute(
+///             "UPDATE ledger_state SET compacted_at = now(), fence = $1 WHERE fence < $1",
+///             &[&token],
+///         )
+///         .await
+///         .map_err(pglock::Error::from)?;
+///     Ok(written) // 0: a newer holder already wrote; this one was stale
+/// }
+///
+/// # async fn demo(pool: deadpool_postgres::Pool) -> Result<(), AppError> {
+/// let client = pool.get().await.map_err(pglock::Error::from)?;
+/// pglock::install_fencing(&client).await?; // once per database; idempotent
+/// compact(&pool).await?;
+/// assert!(pglock::held().is_none()); // outside the body
+/// # Ok(()) }
+/// ```
 ///
 /// # The default id
 ///
@@ -228,7 +279,8 @@ pub use tokio_postgres;
 /// panics, or the caller drops the future (a `select!`, a timeout, an aborted task),
 /// the held [`Guard`] is dropped, which queues the unlock at once (see [`Guard`]).
 /// The attribute costs what the guard API costs: one round trip to acquire, one to
-/// release.
+/// release; the fencing token and the settings of `lease` and `label` travel in the
+/// acquire's round trip.
 ///
 /// # Equivalent code
 ///
@@ -263,7 +315,11 @@ pub use tokio_postgres;
 /// with `xact = tx` it is `advisory(id).xact().acquire_in(&tx)` (or
 /// [`try_acquire_in`](XactAdvisory::try_acquire_in)) and there is no release: the
 /// body follows and the lock ends with the transaction. A finite timeout there
-/// leaves the transaction usable.
+/// leaves the transaction usable. `fencing`, `lease = ttl` and `label = l` add
+/// `.fencing()`, `.lease(ttl).auto_renew()` and `.label(l)` to the builder; the
+/// body runs with [`held()`] describing `guard` (a tokio task-local scoped around
+/// the body's future). An `xact` body sets nothing: there `held()` answers as it
+/// does around the call.
 ///
 /// # Where it applies
 ///

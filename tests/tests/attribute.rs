@@ -1,7 +1,8 @@
 //! `#[pglock::advisory]` against the real server: contention (raise, skip, wait,
 //! time out), shared mode, ids, methods, generics, release on return / `?` / panic /
-//! cancellation, transaction locks, the default pool and `Send` futures. Lock state
-//! is asserted through a second connection and `pg_locks`.
+//! cancellation, transaction locks, the default pool and `Send` futures; `fencing`,
+//! `lease` and `label`, and `pglock::held()` in the body. Lock state is asserted
+//! through a second connection and `pg_locks`.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -732,5 +733,196 @@ async fn default_pool_missing_then_installed() {
     assert_eq!(on_default_pool(&name, &observer).await.unwrap(), 1);
     on_default_pool_skip(&name, &ran).await;
     assert!(ran.load(Ordering::SeqCst));
+    assert!(lock_rows(&observer, &name).await.is_empty());
+}
+
+#[pglock::advisory(name, pool = pool, fencing)]
+async fn fenced(pool: &Pool, name: &str) -> Result<pglock::HeldLock, pglock::Error> {
+    let lock = pglock::held().expect("held() inside the body");
+    // A task-local: the same value after an await, still in the body.
+    tokio::task::yield_now().await;
+    assert_eq!(
+        pglock::held().map(|l| l.acquisition_id()),
+        Some(lock.acquisition_id())
+    );
+    Ok(lock)
+}
+
+#[pglock::advisory(name, pool = pool, fencing, side_effect = Skip)]
+async fn fenced_skip(pool: &Pool, name: &str) -> Option<i64> {
+    pglock::held()?.fencing_token()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fencing_tokens_strictly_increase_and_show_in_the_body() {
+    let pool = pool(2).await;
+    let observer = connect().await;
+    pglock::install_fencing(&observer).await.unwrap();
+    let name = unique_name("attr-fencing");
+    assert!(
+        pglock::held().is_none(),
+        "no lock outside an attributed body"
+    );
+    let mut last = i64::MIN;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let token = if i % 2 == 0 {
+            let lock = fenced(&pool, &name).await.unwrap();
+            assert_eq!(lock.name(), Some(name.as_str()));
+            assert_eq!(lock.key(), pglock::advisory(name.as_str()).key());
+            assert_eq!(lock.mode(), pglock::Mode::Exclusive);
+            assert!(!ids.contains(&lock.acquisition_id()));
+            ids.push(lock.acquisition_id());
+            lock.fencing_token().expect("taken with `fencing`")
+        } else {
+            fenced_skip(&pool, &name).await.expect("free, so it ran")
+        };
+        assert!(token > last, "token {token} after {last}");
+        last = token;
+    }
+    assert!(
+        pglock::held().is_none(),
+        "nothing left behind after the calls"
+    );
+    assert!(lock_rows(&observer, &name).await.is_empty());
+}
+
+#[pglock::advisory(outer, pool = pool)]
+async fn outer_lock(
+    pool: &Pool,
+    outer: &str,
+    inner: &str,
+) -> Result<[Option<String>; 4], pglock::Error> {
+    let name_of = |lock: Option<pglock::HeldLock>| lock.and_then(|l| l.name().map(String::from));
+    let before = name_of(pglock::held());
+    assert_eq!(
+        pglock::held().unwrap().fencing_token(),
+        None,
+        "no token without `fencing`"
+    );
+    let during = inner_lock(pool, inner).await?;
+    let after = name_of(pglock::held());
+    // A spawned task is not the body: it does not inherit the task-local.
+    let spawned = tokio::spawn(async { pglock::held() }).await.unwrap();
+    assert!(spawned.is_none());
+    let passed = {
+        let lock = pglock::held();
+        tokio::spawn(async move { lock }).await.unwrap()
+    };
+    Ok([before, during, after, name_of(passed)])
+}
+
+#[pglock::advisory(inner, pool = pool, shared)]
+async fn inner_lock(pool: &Pool, inner: &str) -> Result<Option<String>, pglock::Error> {
+    let lock = pglock::held().expect("the inner lock");
+    assert_eq!(lock.mode(), pglock::Mode::Shared);
+    Ok(lock.name().map(String::from))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_bodies_see_the_innermost_lock() {
+    let pool = pool(4).await;
+    let (outer, inner) = (unique_name("attr-outer"), unique_name("attr-inner"));
+    assert!(pglock::held().is_none());
+    let seen = outer_lock(&pool, &outer, &inner).await.unwrap();
+    assert_eq!(
+        seen,
+        [
+            Some(outer.clone()),
+            Some(inner.clone()),
+            Some(outer.clone()),
+            Some(outer.clone())
+        ]
+    );
+    assert!(pglock::held().is_none());
+}
+
+/// Reports the pid holding `name` every 250 ms while the body sleeps 2 s,
+/// four times the lease.
+#[pglock::advisory(name, pool = pool, lease = "500ms")]
+async fn leased(
+    pool: &Pool,
+    name: &str,
+    observer: &tokio_postgres::Client,
+) -> Result<Vec<Vec<i32>>, pglock::Error> {
+    assert_eq!(
+        pglock::held().unwrap().lease_ttl(),
+        Some(Duration::from_millis(500))
+    );
+    let mut seen = Vec::new();
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        seen.push(holders(observer, name).await);
+    }
+    Ok(seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_renews_itself_while_the_body_runs() {
+    let pool = pool(2).await;
+    let observer = connect().await;
+    let name = unique_name("attr-lease");
+    let seen = leased(&pool, &name, &observer).await.unwrap();
+    let pid = seen[0].clone();
+    assert_eq!(pid.len(), 1, "held by one session: {seen:?}");
+    assert!(
+        seen.iter().all(|s| *s == pid),
+        "the same session held the lock for 2 s under a 500 ms lease: {seen:?}"
+    );
+    // Released on return (`Ok`: the release found the lock still held).
+    assert!(lock_rows(&observer, &name).await.is_empty());
+}
+
+#[pglock::advisory(name, pool = pool, lease = ttl)]
+async fn leased_and_frozen(pool: &Pool, name: &str, ttl: Duration) -> Result<(), pglock::Error> {
+    // Blocks the (single-threaded) runtime: the renewal task cannot run, as in a
+    // hung process.
+    std::thread::sleep(ttl + Duration::from_millis(1800));
+    Ok(())
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_lease_expires_on_the_server_when_the_process_freezes() {
+    let pool = pool(2).await;
+    let observer = connect().await;
+    let name = unique_name("attr-lease-frozen");
+    let err = leased_and_frozen(&pool, &name, Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    // The body's `Ok` became an error: the server ended the lock's session (its
+    // goodbye, 57P05 idle_session_timeout, reads as the lock being lost).
+    assert!(err.is_lost(), "the server ended the lease: {err:?}");
+    until_free(&observer, &name).await;
+}
+
+#[pglock::advisory(name, pool = pool, label = format!("attr-worker-{worker}"))]
+async fn labelled(
+    pool: &Pool,
+    name: &str,
+    worker: u32,
+    observer: &tokio_postgres::Client,
+) -> Result<Vec<Option<String>>, pglock::Error> {
+    assert_eq!(
+        pglock::held().unwrap().label(),
+        Some(format!("attr-worker-{worker}").as_str())
+    );
+    let status = pglock::status(observer, name).await?;
+    Ok(status
+        .holders
+        .into_iter()
+        .map(|h| h.application_name)
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_label_names_the_holder_during_the_body() {
+    let pool = pool(2).await;
+    let observer = connect().await;
+    let name = unique_name("attr-label");
+    // Evaluated at each call.
+    for worker in [1, 2] {
+        let names = labelled(&pool, &name, worker, &observer).await.unwrap();
+        assert_eq!(names, vec![Some(format!("attr-worker-{worker}"))]);
+    }
     assert!(lock_rows(&observer, &name).await.is_empty());
 }

@@ -134,6 +134,33 @@ async fn xact_mut(tx: &mut deadpool_postgres::Transaction<'_>) -> Result<(), App
     Ok(())
 }
 
+#[pglock::advisory("ui.fenced", fencing)]
+async fn fenced() -> Result<Option<i64>, AppError> {
+    Ok(pglock::held().and_then(|lock| lock.fencing_token()))
+}
+
+#[pglock::advisory(fencing, lease = "30s", label = "ui-worker", side_effect = Skip)]
+async fn leased_literal() -> Option<u128> {
+    pglock::held().map(|lock| lock.acquisition_id())
+}
+
+#[pglock::advisory(name, pool = pool, lease = ttl, label = format!("worker-{worker}"), shared)]
+async fn leased_expr(pool: &Pool, name: &str, ttl: Duration, worker: u32) -> AppResult<u32> {
+    Ok(worker)
+}
+
+#[pglock::advisory(name, label = name, lease = Duration::from_millis(1500))]
+async fn label_is_borrowed(name: String) -> Result<String, AppError> {
+    Ok(name)
+}
+
+impl Service {
+    #[pglock::advisory(pool = &self.pool, label = self.label.as_str(), lease = "1m")]
+    pub async fn labelled(&self) -> Result<u32, AppError> {
+        Ok(self.count)
+    }
+}
+
 #[pglock::advisory]
 async fn impl_trait_return() -> Result<impl std::fmt::Display, AppError> {
     Ok(1)
@@ -173,6 +200,7 @@ pub(crate) async fn documented() -> Result<(), AppError> {
 pub struct Service {
     pool: Pool,
     count: u32,
+    label: String,
 }
 
 impl Service {
@@ -228,6 +256,8 @@ fn main() {
     drop(impl_trait_return());
     drop(with_inner_attribute());
     drop(documented());
+    drop(fenced());
+    drop(leased_literal());
     let _ = (
         computed_id,
         from_parameters,
@@ -239,6 +269,9 @@ fn main() {
         xact_deadpool,
         xact_mut,
         r#match,
+        leased_expr,
+        label_is_borrowed,
+        Service::labelled,
         AppError::Io,
         AppError::Lock,
         Service::by_ref,

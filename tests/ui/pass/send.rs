@@ -18,6 +18,13 @@ async fn with_pool(pool: &Pool, name: String) -> Option<String> {
     Some(name)
 }
 
+#[pglock::advisory(fencing, lease = "30s", label = label, pool = pool)]
+async fn production(pool: &Pool, label: String) -> Result<Option<i64>, pglock::Error> {
+    let token = pglock::held().and_then(|lock| lock.fencing_token());
+    tokio::task::yield_now().await;
+    Ok(token)
+}
+
 #[pglock::advisory(xact = tx)]
 async fn in_tx(tx: &tokio_postgres::Transaction<'_>) -> Result<u64, pglock::Error> {
     Ok(1)
@@ -37,7 +44,9 @@ impl Worker {
 
 fn check(pool: Pool, worker: &mut Worker, tx: &tokio_postgres::Transaction<'_>) {
     spawnable(job());
+    let other = pool.clone();
     spawnable(async move { with_pool(&pool, String::new()).await });
+    spawnable(async move { production(&other, String::new()).await });
     spawnable_borrowing(worker.tick());
     spawnable_borrowing(in_tx(tx));
 }
