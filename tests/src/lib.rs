@@ -137,6 +137,16 @@ pub struct LockRow {
     pub granted: bool,
 }
 
+impl LockRow {
+    fn from_row(row: &tokio_postgres::Row) -> LockRow {
+        LockRow {
+            pid: row.get(0),
+            mode: row.get(1),
+            granted: row.get(2),
+        }
+    }
+}
+
 /// Every `pg_locks` row for the bigint advisory `key` in the current database, seen
 /// from `observer`. The key is split into `classid`/`objid` here in SQL, on purpose
 /// independently of pglock's own split.
@@ -153,11 +163,7 @@ pub async fn bigint_lock_rows(observer: &Client, key: i64) -> Vec<LockRow> {
         .await
         .expect("query pg_locks")
         .iter()
-        .map(|r| LockRow {
-            pid: r.get(0),
-            mode: r.get(1),
-            granted: r.get(2),
-        })
+        .map(LockRow::from_row)
         .collect()
 }
 
@@ -179,11 +185,7 @@ pub async fn pair_lock_rows(observer: &Client, a: i32, b: i32) -> Vec<LockRow> {
         .await
         .expect("query pg_locks")
         .iter()
-        .map(|r| LockRow {
-            pid: r.get(0),
-            mode: r.get(1),
-            granted: r.get(2),
-        })
+        .map(LockRow::from_row)
         .collect()
 }
 
@@ -322,7 +324,7 @@ impl Cluster {
 
     fn stop_when_process_exits(&self) {
         let script = format!(
-            "while kill -0 {} 2>/dev/null; do sleep 1; done; {} -D {} stop -m immediate; rm -rf {}",
+            "while [ -d /proc/{} ]; do sleep 1; done; {} -D {} stop -m immediate; rm -rf {}",
             std::process::id(),
             self.bindir.join("pg_ctl").display(),
             self.dir.join("data").display(),
