@@ -101,11 +101,49 @@
 //! failover or a terminated backend loses every advisory lock of its sessions;
 //! [`Guard::release`] then says [`is_lost`](Error::is_lost).
 //!
+//! # Production safety
+//!
+//! What lock services (Chubby, etcd, ZooKeeper) give their users, on PostgreSQL:
+//!
+//! - **Loss notification.** [`Guard::is_held`] asks the server;
+//!   [`Guard::lost`] completes when the lock is lost — within 20 ms of its
+//!   connection closing (backend terminated, server restarted), or at the next
+//!   active check ([`Advisory::check_every`], 5 s by default). Race it against the
+//!   critical section with `tokio::select!`.
+//! - **Leases.** [`Advisory::lease`] gives the lock a time-to-live that the
+//!   *server* enforces (`idle_session_timeout`, PostgreSQL 14+): a holder that
+//!   stops renewing ([`Guard::renew`], or [`Advisory::auto_renew`] while the
+//!   process runs) is cut off, and its lock freed, within the time-to-live.
+//! - **Fencing tokens.** [`Advisory::fencing`] issues, with every acquisition, a
+//!   token strictly greater than all earlier ones for that lock, across restarts
+//!   (one table: [`install_fencing`]). Storage that remembers the highest token it
+//!   accepted can then refuse a stale holder's writes (the `fencing` example).
+//! - **Identity.** [`Guard::acquisition_id`] is unique per acquisition;
+//!   [`Advisory::label`] shows a holder label as the session's `application_name`,
+//!   in [`status`] and in other callers' not-acquired errors.
+//! - **Dead clients.** [`configure_keepalives`] (applied by [`Session::connect`])
+//!   makes the server notice a vanished client, and free its locks, within about
+//!   25 s instead of the operating system's two hours.
+//!
 //! # Observability
 //!
 //! [`status`] lists holders (pid, mode, application name, client address, session
 //! start) and waiters of a lock. Acquire and release run in `tracing` spans
 //! (`pglock.acquire` with the wait time in `wait_us`, `pglock.release`).
+//!
+//! # Features
+//!
+//! | feature | API |
+//! |---|---|
+//! | names → keys, stable contract | [`key_for`], [`LockId`], [`LockKey`] |
+//! | exclusive / shared | [`Advisory::shared`] |
+//! | session / transaction scope | [`Guard`], [`XactAdvisory::acquire_in`] |
+//! | server-side timeouts, one round trip | [`Advisory::timeout`] |
+//! | Raise / Return / Skip | [`Advisory::acquire`], [`Advisory::try_acquire`], [`Advisory::run`], the attribute |
+//! | pools and sessions | [`deadpool_postgres::Pool`], [`Session`] |
+//! | introspection | [`status`], [`release_all`] |
+//! | loss, leases, fencing, labels | [`Guard::lost`], [`Advisory::lease`], [`Advisory::fencing`], [`Advisory::label`] |
+//! | default pool for the attribute | [`set_default_pool`] |
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 

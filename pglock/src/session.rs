@@ -64,8 +64,8 @@ impl Session {
     /// `host=localhost user=postgres`) and drives the connection on a spawned task.
     ///
     /// The connection gets pglock's dead-peer settings
-    /// ([`configure_keepalives`](crate::configure_keepalives)) unless the
-    /// configuration string sets keepalives itself.
+    /// ([`configure_keepalives`](crate::configure_keepalives)), which replace any
+    /// keepalive settings in the configuration string.
     ///
     /// # Cancel safety
     /// Cancel-safe: dropping the future drops the half-made connection.

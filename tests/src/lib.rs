@@ -264,6 +264,12 @@ impl Cluster {
     /// Creates and starts a cluster with extra `postgresql.conf` settings such as
     /// `("max_locks_per_transaction", "10")`.
     pub fn start(settings: &[(&str, &str)]) -> Result<Cluster, String> {
+        Cluster::start_with_hba(settings, &[])
+    }
+
+    /// Like [`start`](Cluster::start), with extra `pg_hba.conf` lines (for clients
+    /// connecting from other addresses, e.g. a network namespace).
+    pub fn start_with_hba(settings: &[(&str, &str)], hba: &[&str]) -> Result<Cluster, String> {
         let bindir =
             pg_bindir().ok_or("no PostgreSQL server binaries found (pg_config --bindir)")?;
         let port = free_port()?;
@@ -294,9 +300,23 @@ impl Cluster {
         existing.push_str(&conf);
         // Written as root when root; initdb's files stay the server user's.
         std::fs::write(&conf_path, existing).map_err(|e| e.to_string())?;
+        if !hba.is_empty() {
+            let hba_path = data.join("pg_hba.conf");
+            let mut rules = std::fs::read_to_string(&hba_path).map_err(|e| e.to_string())?;
+            for line in hba {
+                rules.push_str(line);
+                rules.push('\n');
+            }
+            std::fs::write(&hba_path, rules).map_err(|e| e.to_string())?;
+        }
         let cluster = Cluster { dir, bindir, port };
         cluster.pg_ctl(&["start", "-w", "-t", "60"])?;
         Ok(cluster)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Its URL.
