@@ -14,10 +14,14 @@ pub const FENCING_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS pglock_fencing (\
      token bigint NOT NULL, \
      PRIMARY KEY (key_space, lock_key))";
 
-/// Issues the next token of a key (`$1` key space, `$2` key).
+/// Issues the next token of a key (`$1` key space, `$2` key) — only if this
+/// session holds the lock (`$3..$5`: its `pg_locks` triple), so that the attempts
+/// that fail write nothing. Pipelined right behind the lock statement.
 pub(crate) const NEXT_TOKEN: &str = "INSERT INTO pglock_fencing AS f (key_space, lock_key, token) \
-     VALUES ($1::int2, $2::int8, 1) ON CONFLICT (key_space, lock_key) \
-     DO UPDATE SET token = f.token + 1 RETURNING token";
+     SELECT $1::int2, $2::int8, 1 WHERE EXISTS (SELECT 1 FROM pg_locks WHERE \
+     locktype = 'advisory' AND pid = pg_backend_pid() AND granted \
+     AND classid = $3::oid AND objid = $4::oid AND objsubid = $5::int2) \
+     ON CONFLICT (key_space, lock_key) DO UPDATE SET token = f.token + 1 RETURNING token";
 
 /// Creates the table behind fencing tokens ([`FENCING_SCHEMA`]) in the first schema
 /// of the client's `search_path`. Idempotent: call it at start-up.

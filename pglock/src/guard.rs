@@ -132,7 +132,9 @@ impl Guard {
     }
 
     /// The connection holding the lock, for your own queries in the same session.
-    /// Do not unlock through it; use [`release`](Guard::release).
+    /// Do not unlock through it; use [`release`](Guard::release). Leave it as you
+    /// found it: a pooled connection goes back to its pool after the guard, and a
+    /// `SET` or an open transaction you left on it would go back with it.
     pub fn client(&self) -> &Client {
         self.conn().client()
     }

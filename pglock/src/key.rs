@@ -117,7 +117,9 @@ impl LockId {
         self.name.as_deref()
     }
 
-    /// The key PostgreSQL locks on.
+    /// The key PostgreSQL locks on. For the empty name, which is invalid, this is a
+    /// placeholder (`Big(0)`): every operation on such a lock answers an
+    /// invalid-argument error instead of locking it.
     pub fn lock_key(&self) -> LockKey {
         self.key
     }

@@ -86,12 +86,23 @@
 //!
 //! # Cancel safety and pools
 //!
-//! Every async method documents its cancel safety. Dropping an acquire future while
-//! it waits cancels the wait on the server and releases the lock if it was granted
-//! meanwhile. Dropping a guard queues the unlock at once, without blocking; a
-//! pooled connection is returned to its pool only after its lock is released, and
-//! closed instead if that fails. Nothing pglock does changes a setting that could
-//! reach the pool.
+//! Every async method documents its cancel safety. Dropping a session-lock acquire
+//! future while it waits never leaves the lock held: through a pool, a cancel
+//! request ends the server-side wait and the connection is closed rather than
+//! reused (so a late cancel cannot hit its next user); through a [`Session`], a
+//! release-if-granted is queued behind the wait and runs when it ends (a cancel
+//! request could hit another task's statement on the shared connection). Dropping
+//! [`XactAdvisory::acquire_in`] mid-wait sends a cancel request and leaves the
+//! transaction to be rolled back; its lock cannot outlive the transaction.
+//! Dropping a guard queues the unlock at once, without blocking; a pooled
+//! connection is returned to its pool only after its lock is released, and closed
+//! instead if that fails. Nothing pglock does changes a setting that could reach
+//! the pool — though statements you run yourself through [`Guard::client`] can.
+//!
+//! The timeout bounds the wait for the *lock*. Waiting for a pooled connection is
+//! bounded by the pool's own `wait_timeout` (without one, an exhausted pool waits);
+//! a session's `statement_timeout` still applies to a lock wait and ends it with a
+//! database error, SQLSTATE 57014.
 //!
 //! # Failure modes
 //!
@@ -317,8 +328,9 @@ pub use tokio_postgres;
 /// panics, or the caller drops the future (a `select!`, a timeout, an aborted task),
 /// the held [`Guard`] is dropped, which queues the unlock at once (see [`Guard`]).
 /// The attribute costs what the guard API costs: one round trip to acquire, one to
-/// release; the fencing token and the settings of `lease` and `label` travel in the
-/// acquire's round trip.
+/// release; the fencing token and the settings of `lease` and `label` are pipelined
+/// in the acquire's round trip (but `lease` and `label` take a connection out of
+/// the pool for good, so the pool opens a new one later).
 ///
 /// # Equivalent code
 ///

@@ -65,6 +65,9 @@ impl Guard {
     /// Asks the server whether this guard's session still holds its lock. One round
     /// trip on the lock's connection; `Ok(false)` once the connection is gone.
     ///
+    /// On a [leased](crate::Advisory::lease) lock this query is activity on the
+    /// lock's session, so it renews the lease like any other statement would.
+    ///
     /// # Cancel safety
     /// Cancel-safe: it only reads.
     pub async fn is_held(&self) -> Result<bool, Error> {
@@ -99,7 +102,9 @@ impl Guard {
     /// server restarted, network error — and otherwise at the next active check
     /// (every [`check_every`](crate::Advisory::check_every), 5 s by default) that
     /// finds it no longer held (for example after `pg_advisory_unlock_all()`).
-    /// Never completes while the lock is held.
+    /// Never completes while the lock is held. A [leased](crate::Advisory::lease)
+    /// lock gets no active checks — they would renew its lease — and is watched
+    /// through its connection, which the server closes when the lease expires.
     ///
     /// Race it against the critical section so that the work stops when the lock
     /// goes:
@@ -127,7 +132,10 @@ impl Guard {
                      error or lease expired)",
                 );
             }
-            if Instant::now() >= next_check {
+            // A query on a leased lock's connection would count as activity and
+            // renew the lease: leased locks are watched through their connection
+            // alone, which the server closes when the lease expires.
+            if self.lease().is_none() && Instant::now() >= next_check {
                 match self.is_held().await {
                     Ok(false) => {
                         return Error::lost_while_held(

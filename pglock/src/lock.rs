@@ -193,6 +193,10 @@ impl Advisory {
     /// - anything else: the *server* waits at most that long (a statement-local
     ///   `lock_timeout`, rounded up to whole milliseconds), in the same round trip
     ///   and without changing any setting of the connection. No polling.
+    ///
+    /// The timeout bounds the wait for the lock only: checking a connection out of
+    /// a pool is bounded by the pool's `wait_timeout`, and a session's
+    /// `statement_timeout` still ends a long wait (SQLSTATE 57014).
     pub fn timeout(mut self, timeout: Duration) -> Advisory {
         self.timeout = Some(timeout);
         self
@@ -231,7 +235,9 @@ impl Advisory {
     /// Issues a fencing token with every acquisition: a number strictly greater
     /// than every token issued before for this lock, across restarts. Needs the
     /// table that [`install_fencing`](crate::install_fencing) creates. The token
-    /// is [`Guard::fencing_token`]; costs no extra round trip.
+    /// is [`Guard::fencing_token`]. The token is issued by a statement pipelined
+    /// behind the lock statement — no extra round trip — and only when the lock was
+    /// granted.
     pub fn fencing(mut self) -> Advisory {
         self.options.fencing = true;
         self
@@ -390,6 +396,7 @@ impl Advisory {
             }
             // Statements pipelined behind the lock, in the same round trip.
             let (space, token_key) = fencing::token_key(key);
+            let (classid, objid, objsubid) = key.pg_locks_triple();
             let label = self.options.label.as_deref();
             let mut extras: Vec<(&'static str, Vec<Param<'_>>)> = Vec::new();
             if let Some(ttl) = &ttl {
@@ -401,16 +408,27 @@ impl Advisory {
             if self.options.fencing {
                 extras.push((
                     fencing::NEXT_TOKEN,
-                    vec![(&space, Type::INT2), (&token_key, Type::INT8)],
+                    vec![
+                        (&space, Type::INT2),
+                        (&token_key, Type::INT8),
+                        (&classid, Type::OID),
+                        (&objid, Type::OID),
+                        (&objsubid, Type::INT2),
+                    ],
                 ));
             }
             let mut prepared_extras = Vec::with_capacity(extras.len());
             for (sql, params) in &extras {
-                let p = conn
-                    .exec()
-                    .prepare(sql)
-                    .await
-                    .map_err(|e| extra_error(self.error(e), sql))?;
+                // Session settings are sent once per connection (a dedicated one is
+                // closed after the lock): unnamed, never a separate Parse round trip.
+                let p = match *sql == fencing::NEXT_TOKEN {
+                    true => conn
+                        .exec()
+                        .prepare(sql)
+                        .await
+                        .map_err(|e| extra_error(self.error(e), sql))?,
+                    false => Prepared::Typed(sql),
+                };
                 prepared_extras.push((p, params.as_slice()));
             }
             let mut pending = Pending::new(conn, self.id.clone(), self.mode);

@@ -100,6 +100,10 @@ impl Session {
         &self,
         sql: &'static str,
     ) -> Result<Statement, tokio_postgres::Error> {
+        if let Owned::Detached(wrapper) = &self.inner.client {
+            // The pool's own statement cache came along with the connection.
+            return wrapper.prepare_cached(sql).await;
+        }
         if let Some(s) = self
             .inner
             .statements

@@ -96,6 +96,25 @@ async fn lease_expires_on_the_server_when_not_renewed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watching_a_lease_for_loss_does_not_renew_it() {
+    let pool = pool(2).await;
+    let observer = connect().await;
+    let name = unique_name("lease-watched");
+    let guard = pglock::advisory(name.as_str())
+        .lease(Duration::from_millis(400))
+        .check_every(Duration::from_millis(50))
+        .acquire(&pool)
+        .await
+        .unwrap();
+    // The holder hangs but watches for loss: the lease must still expire.
+    let lost = tokio::time::timeout(Duration::from_secs(5), guard.lost())
+        .await
+        .expect("the unrenewed lease expired although lost() was watching");
+    assert!(lost.is_lost(), "{lost}");
+    assert!(holders(&observer, &name).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_and_automatic_renewal_keep_a_lease_alive() {
     let pool = pool(3).await;
     let observer = connect().await;
@@ -231,7 +250,7 @@ async fn fencing_tokens_strictly_increase() {
         last = token;
         guard.release().await.unwrap();
     }
-    // A failed attempt issues nothing the next holder could be behind.
+    // Failed attempts (a try, a timeout) issue no token at all.
     let holder = pglock::advisory(name.as_str())
         .fencing()
         .acquire(&pool)
@@ -243,6 +262,13 @@ async fn fencing_tokens_strictly_increase() {
         .await
         .unwrap();
     assert!(busy.is_none());
+    let timed_out = pglock::advisory(name.as_str())
+        .fencing()
+        .timeout(Duration::from_millis(50))
+        .acquire(&pool)
+        .await
+        .unwrap_err();
+    assert!(timed_out.is_not_acquired());
     let held_token = holder.fencing_token().unwrap();
     holder.release().await.unwrap();
     let next = pglock::advisory(name.as_str())
@@ -250,7 +276,7 @@ async fn fencing_tokens_strictly_increase() {
         .acquire(&pool)
         .await
         .unwrap();
-    assert!(next.fencing_token().unwrap() > held_token);
+    assert_eq!(next.fencing_token().unwrap(), held_token + 1);
     // A lock taken without fencing has no token.
     let plain = pglock::advisory(unique_name("plain").as_str())
         .acquire(&pool)
