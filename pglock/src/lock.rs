@@ -379,6 +379,7 @@ impl Advisory {
             acquired = tracing::field::Empty,
             wait_us = tracing::field::Empty,
         );
+        let span_handle = span.clone();
         async move {
             let started = Instant::now();
             let (conn, settings) = self.checkout(source).await?;
@@ -434,7 +435,6 @@ impl Advisory {
             let mut pending = Pending::new(conn, self.id.clone(), self.mode);
             let (result, extra_results) = pending.send(&prepared, &params, &prepared_extras).await;
             let conn = pending.disarm();
-            let span = tracing::Span::current();
             span.record("wait_us", started.elapsed().as_micros() as u64);
             let granted = match result {
                 Ok(rows) => attempt == Attempt::Wait || rows.first().is_some_and(|r| r.get(0)),
@@ -511,7 +511,7 @@ impl Advisory {
                 held,
             )))
         }
-        .instrument(span)
+        .instrument(span_handle)
         .await
     }
 

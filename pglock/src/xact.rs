@@ -138,6 +138,7 @@ impl XactAdvisory {
             timeout = ?lock.timeout,
             wait_us = tracing::field::Empty,
         );
+        let span_handle = span.clone();
         async move {
             let started = Instant::now();
             let key = lock.id.lock_key();
@@ -183,7 +184,7 @@ impl XactAdvisory {
                 }
             };
             armed.0 = None;
-            tracing::Span::current().record("wait_us", started.elapsed().as_micros() as u64);
+            span.record("wait_us", started.elapsed().as_micros() as u64);
             match result {
                 Ok(true) => Ok(Outcome::Acquired(())),
                 Ok(false) => {
@@ -206,7 +207,7 @@ impl XactAdvisory {
                 }
             }
         }
-        .instrument(span)
+        .instrument(span_handle)
         .await
     }
 }
