@@ -13,11 +13,14 @@ use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 
-/// Every span's name and the fields recorded on it, by span id.
+/// A span's name and the fields recorded on it.
+type SpanRecord = (String, HashMap<String, String>);
+
+/// Every span's record, by span id.
 #[derive(Clone, Default)]
 struct Recorder {
     next: Arc<AtomicU64>,
-    spans: Arc<Mutex<HashMap<u64, (String, HashMap<String, String>)>>>,
+    spans: Arc<Mutex<HashMap<u64, SpanRecord>>>,
 }
 
 struct Fields<'a>(&'a mut HashMap<String, String>);
