@@ -20,18 +20,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::future::try_join_all;
 use pglock::{Advisory, InTransaction, Session, Source, XactAdvisory};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
-use tokio_postgres::config::Host;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
@@ -789,50 +785,24 @@ impl Env {
     }
 }
 
-/// A loopback TCP relay in front of the server that counts round trips: one each
-/// time a client sends after its server last answered. Used to count, never to time.
+/// The harness's counting relay (`pglock_tests::Relay`) in front of the server,
+/// with an [`Env`] whose connections go through it. Used to count, never to time.
 struct Relay {
     env: Env,
-    round_trips: Arc<AtomicU64>,
+    relay: pglock_tests::Relay,
 }
 
 impl Relay {
     /// `None` when the server is not reached over TCP.
     async fn start(server: &Config) -> Result<Option<Relay>> {
-        let Some(Host::Tcp(host)) = server.get_hosts().first() else {
+        let Some(relay) = pglock_tests::Relay::start(server).await else {
             return Ok(None);
         };
-        let upstream = format!(
-            "{host}:{}",
-            server.get_ports().first().copied().unwrap_or(5432)
-        );
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let mut config = Config::new();
-        config
-            .host("127.0.0.1")
-            .port(listener.local_addr()?.port())
-            .application_name("pglock-bench");
-        if let Some(user) = server.get_user() {
-            config.user(user);
-        }
-        if let Some(password) = server.get_password() {
-            config.password(password);
-        }
-        if let Some(dbname) = server.get_dbname() {
-            config.dbname(dbname);
-        }
-        let round_trips = Arc::new(AtomicU64::new(0));
-        let counter = round_trips.clone();
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                if let Ok(server) = TcpStream::connect(&upstream).await {
-                    tokio::spawn(relay(client, server, counter.clone()));
-                }
-            }
-        });
+        let mut config = relay.config().clone();
+        config.application_name("pglock-bench");
         Ok(Some(Relay {
             env: Env { config },
-            round_trips,
+            relay,
         }))
     }
 
@@ -846,43 +816,11 @@ impl Relay {
         let mut per_cycle = Vec::new();
         for variant in scenario.variants(&self.env).await? {
             variant.work.round(budget).await?;
-            let before = self.round_trips.load(Ordering::SeqCst);
+            let before = self.relay.round_trips();
             let round = variant.work.round(budget).await?;
-            let trips = self.round_trips.load(Ordering::SeqCst) - before;
+            let trips = self.relay.round_trips() - before;
             per_cycle.push(trips as f64 / round.cycles as f64);
         }
         Ok(per_cycle)
-    }
-}
-
-async fn relay(client: TcpStream, server: TcpStream, round_trips: Arc<AtomicU64>) {
-    let server_answered = AtomicBool::new(true);
-    let (from_client, to_client) = client.into_split();
-    let (from_server, to_server) = server.into_split();
-    let up = pump(from_client, to_server, || {
-        if server_answered.swap(false, Ordering::SeqCst) {
-            round_trips.fetch_add(1, Ordering::SeqCst);
-        }
-    });
-    let down = pump(from_server, to_client, || {
-        server_answered.store(true, Ordering::SeqCst)
-    });
-    let _ = tokio::join!(up, down);
-}
-
-/// Copies bytes one way, calling `seen` before forwarding each read.
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    seen: impl Fn(),
-) -> std::io::Result<()> {
-    let mut buf = vec![0; 64 * 1024];
-    loop {
-        let n = from.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        seen();
-        to.write_all(&buf[..n]).await?;
     }
 }

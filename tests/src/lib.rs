@@ -12,6 +12,10 @@
 //! the harness's own, never through pglock. Advisory locks are database-wide, so
 //! every test takes its names from [`unique_name`].
 
+mod relay;
+
+pub use relay::Relay;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
