@@ -215,6 +215,19 @@ pub async fn advisory_locks_of(observer: &Client, pid: i32) -> i64 {
         .get(0)
 }
 
+/// Every advisory lock in the server's lock table, held or awaited, by anyone
+/// (for throwaway servers, where nothing else runs).
+pub async fn advisory_lock_count(observer: &Client) -> i64 {
+    observer
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
+            &[],
+        )
+        .await
+        .expect("count advisory locks")
+        .get(0)
+}
+
 /// The backend pid of `client`.
 pub async fn pid_of(client: &Client) -> i32 {
     client

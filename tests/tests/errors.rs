@@ -124,15 +124,7 @@ async fn full_lock_table_is_its_own_error() {
         .await,
         "locks left after releasing everything"
     );
-    let left: i64 = observer
-        .query_one(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(left, 0);
+    assert_eq!(pglock_tests::advisory_lock_count(&observer).await, 0);
     // And there is room again.
     pglock::advisory(unique_name("errors-full-after").as_str())
         .acquire(&s)

@@ -28,15 +28,7 @@ async fn leftover(observer: &Client, names: &[String]) -> usize {
 
 /// No advisory locks anywhere on a (throwaway) server.
 async fn server_has_no_advisory_locks(observer: &Client) -> bool {
-    let n: i64 = observer
-        .query_one(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    n == 0
+    pglock_tests::advisory_lock_count(observer).await == 0
 }
 
 /// Every connection of `pool` can be checked out at once, answers, and holds no
