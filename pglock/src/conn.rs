@@ -112,8 +112,8 @@ pub enum Conn {
     Pooled(Box<deadpool_postgres::Object>),
     /// A (shared) pglock session.
     Session(Session),
-    /// A connection taken out of its pool for one lock (leases, labels): closed,
-    /// not returned, when the guard is done.
+    /// A connection taken out of its pool for one lock (an automatically renewed
+    /// lease): closed, not returned, when the guard is done.
     Dedicated(Session),
 }
 

@@ -309,15 +309,17 @@ pub(crate) struct Pending {
     conn: Option<Conn>,
     id: LockId,
     mode: Mode,
+    settings: Settings,
     sent: bool,
 }
 
 impl Pending {
-    pub(crate) fn new(conn: Conn, id: LockId, mode: Mode) -> Pending {
+    pub(crate) fn new(conn: Conn, id: LockId, mode: Mode, settings: Settings) -> Pending {
         Pending {
             conn: Some(conn),
             id,
             mode,
+            settings,
             sent: false,
         }
     }
@@ -363,11 +365,20 @@ impl Drop for Pending {
             // connection runs when it lands — possibly another task's statement
             // queued behind the wait. So no cancel: the release-if-granted is
             // queued right now, behind the wait, and runs the moment it ends.
-            Conn::Session(_) => finish_detached(async move {
-                if let Err(e) = unlock_if_held(conn.exec(), id.lock_key(), mode, true).await {
-                    tracing::warn!(lock = %id, error = %e, "pglock: cleanup after a cancelled acquire failed");
-                }
-            }),
+            Conn::Session(_) => {
+                let resets: Vec<Prepared> = self.settings.resets().map(Prepared::Typed).collect();
+                finish_detached(async move {
+                    let exec = conn.exec();
+                    let (unlocked, reset) = join(
+                        unlock_if_held(exec, id.lock_key(), mode, true),
+                        join_all(resets.iter().map(|r| exec.query(r, &[]))),
+                    )
+                    .await;
+                    if unlocked.is_err() || reset.iter().any(Result::is_err) {
+                        tracing::warn!(lock = %id, "pglock: cleanup after a cancelled acquire failed");
+                    }
+                })
+            }
             // A pooled (or dedicated) connection is ours alone: cancel the wait and
             // close the connection, never reuse it. Its session ends as soon as the
             // wait does, which frees anything granted meanwhile, and a cancel that

@@ -1,11 +1,13 @@
 //! Leases: a time-to-live enforced by the server, renewable by the holder.
 //!
-//! A leased lock lives on a session that pglock uses for nothing else, with
-//! `idle_session_timeout` set to the time-to-live (PostgreSQL 14 and later). If the
-//! holder stops renewing — a hung process, a long pause, a frozen runtime — the
-//! server ends that session once it has been idle for the time-to-live, and with it
-//! the lock, so others can take it. Taken from a pool, that connection is detached
-//! for good and closed after release: the setting never reaches the pool.
+//! A leased lock's session gets `idle_session_timeout` set to the time-to-live
+//! (PostgreSQL 14 and later). If the holder stops renewing — a hung process, a
+//! long pause, a frozen runtime — the server ends that session once it has been
+//! idle for the time-to-live, and with it the lock, so others can take it. The
+//! setting is reset with the unlock (a connection whose reset fails is closed), so
+//! it never reaches another user of a pool; an automatically renewed lease takes
+//! its pooled connection out of the pool for good instead, since the renewing task
+//! needs a handle of its own.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

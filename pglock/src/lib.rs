@@ -244,10 +244,11 @@ pub use tokio_postgres;
 /// Unknown, duplicated or malformed arguments are compile errors that point at
 /// the offending token and say what is accepted.
 ///
-/// A `lease` or a `label` takes the lock's connection out of its pool for good
-/// (it is closed after the release), so that the setting never reaches another
-/// user of the pool: each call uses up a pooled connection, which the pool
-/// replaces by connecting anew.
+/// A `label` is reset by a statement pipelined with the unlock before the pooled
+/// connection goes back. A `lease` renews itself, and its renewing task needs a
+/// handle of its own on the connection, so it takes the lock's connection out of
+/// its pool for good (it is closed after the release): each leased call uses up a
+/// pooled connection, which the pool replaces by connecting anew.
 ///
 /// # The held lock in the body
 ///
@@ -329,8 +330,8 @@ pub use tokio_postgres;
 /// the held [`Guard`] is dropped, which queues the unlock at once (see [`Guard`]).
 /// The attribute costs what the guard API costs: one round trip to acquire, one to
 /// release; the fencing token and the settings of `lease` and `label` are pipelined
-/// in the acquire's round trip (but `lease` and `label` take a connection out of
-/// the pool for good, so the pool opens a new one later).
+/// in those round trips (but a `lease` takes a connection out of the pool for
+/// good, so the pool opens a new one later).
 ///
 /// # Equivalent code
 ///

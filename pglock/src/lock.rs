@@ -216,17 +216,20 @@ impl Advisory {
     ///
     /// Needs PostgreSQL 14 or later (`idle_session_timeout`); older servers answer
     /// a [misuse](Error::is_misuse) error rather than a lease that never expires.
-    /// Taken through a pool, the lock's connection leaves the pool for good and is
-    /// closed after release, so the setting never reaches another user. Taken
-    /// through a [`Session`], the session's `idle_session_timeout` is reset on
-    /// release.
+    /// The setting never reaches another user of a pool: it is reset by a
+    /// statement pipelined with the unlock, and a connection whose reset fails is
+    /// closed instead of returned. With [`auto_renew`](Advisory::auto_renew), whose
+    /// renewing task needs a handle of its own on the connection, a pooled
+    /// connection leaves its pool for good and is closed after release.
     pub fn lease(mut self, ttl: Duration) -> Advisory {
         self.options.lease = Some(ttl);
         self
     }
 
     /// Renews the lease every third of its time-to-live from a background task, so
-    /// it expires only if the process (its tokio runtime) stops running.
+    /// it expires only if the process (its tokio runtime) stops running. Taken
+    /// through a pool, the lock then uses a connection of its own that is closed
+    /// after release (the pool opens a new one).
     pub fn auto_renew(mut self) -> Advisory {
         self.options.auto_renew = true;
         self
@@ -245,8 +248,9 @@ impl Advisory {
 
     /// Labels the holder: the lock's session shows `label` as its
     /// `application_name` while it holds the lock, so [`status`](crate::status),
-    /// `pg_stat_activity` and the not-acquired errors of others name it. Like a
-    /// lease, a label takes the connection out of its pool for good.
+    /// `pg_stat_activity` and the not-acquired errors of others name it. The
+    /// session's `application_name` is reset (to the connection's own) by a
+    /// statement pipelined with the unlock.
     pub fn label(mut self, label: impl Into<Arc<str>>) -> Advisory {
         self.options.label = Some(label.into());
         self
@@ -432,7 +436,7 @@ impl Advisory {
                 };
                 prepared_extras.push((p, params.as_slice()));
             }
-            let mut pending = Pending::new(conn, self.id.clone(), self.mode);
+            let mut pending = Pending::new(conn, self.id.clone(), self.mode, settings);
             let (result, extra_results) = pending.send(&prepared, &params, &prepared_extras).await;
             let conn = pending.disarm();
             span.record("wait_us", started.elapsed().as_micros() as u64);
@@ -515,17 +519,18 @@ impl Advisory {
         .await
     }
 
-    /// Checks a connection out of `source`; a lease or a label takes it out of its
-    /// pool for good, so that their settings never reach another user.
+    /// Checks a connection out of `source`; an automatically renewed lease takes
+    /// it out of its pool for good (its renewing task needs a handle of its own).
     async fn checkout<S: Source + ?Sized>(&self, source: &S) -> Result<(Conn, Settings), Error> {
-        let dedicate = self.options.lease.is_some() || self.options.label.is_some();
+        let dedicate = self.options.lease.is_some() && self.options.auto_renew;
         let conn = source.checkout().await?;
         let conn = match conn {
             Conn::Pooled(object) if dedicate => Conn::Dedicated(Session::from_pooled(*object)),
             conn => conn,
         };
-        // Settings changed on a session someone else owns are reset afterwards.
-        let shared = matches!(conn, Conn::Session(_));
+        // Settings changed on a connection that outlives the lock are reset
+        // afterwards; a dedicated one is closed instead.
+        let shared = !matches!(conn, Conn::Dedicated(_));
         let settings = Settings {
             reset_ttl: shared && self.options.lease.is_some(),
             reset_label: shared && self.options.label.is_some(),

@@ -45,8 +45,8 @@ impl Session {
     }
 
     /// Takes a connection out of its pool for good: it is closed, not returned,
-    /// when the last clone of the session is dropped. pglock does this for leases
-    /// and labels, whose session settings must never reach a pool.
+    /// when the last clone of the session is dropped. pglock does this for
+    /// automatically renewed leases, whose renewing task shares the connection.
     pub fn from_pooled(object: deadpool_postgres::Object) -> Session {
         Session::with(Owned::Detached(deadpool_postgres::Object::take(object)))
     }

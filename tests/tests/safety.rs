@@ -147,34 +147,68 @@ async fn manual_and_automatic_renewal_keep_a_lease_alive() {
     assert!(holders(&observer, &auto).await.is_empty());
 }
 
+/// `SHOW what` on `client`.
+async fn show(client: &tokio_postgres::Client, what: &str) -> String {
+    let row = client
+        .query_one(&format!("SHOW {what}"), &[])
+        .await
+        .unwrap();
+    row.get(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lease_settings_never_reach_the_pool_or_outlive_a_session_lock() {
-    // Through a pool: the leased connection leaves the pool for good.
+    // Through a pool, released or dropped: the connection comes back as it was.
     let pool = pool(1).await;
     let name = unique_name("lease-pool");
     let first_pid = pid_of(&pool.get().await.unwrap()).await;
+    for release in [true, false] {
+        let guard = pglock::advisory(name.as_str())
+            .lease(Duration::from_secs(30))
+            .label("leased-pooled")
+            .acquire(&pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            pid_of(guard.client()).await,
+            first_pid,
+            "the pooled connection was used"
+        );
+        assert_eq!(show(guard.client(), "idle_session_timeout").await, "30s");
+        assert_eq!(
+            show(guard.client(), "application_name").await,
+            "leased-pooled"
+        );
+        if release {
+            guard.release().await.unwrap();
+        } else {
+            drop(guard);
+        }
+        let back = pool.get().await.unwrap();
+        assert_eq!(
+            pid_of(&back).await,
+            first_pid,
+            "the same connection went back to the pool"
+        );
+        assert_eq!(show(&back, "idle_session_timeout").await, "0");
+        assert_eq!(show(&back, "application_name").await, "pglock-tests");
+    }
+    // An automatically renewed lease needs a connection of its own: it leaves the
+    // pool for good.
     let guard = pglock::advisory(name.as_str())
         .lease(Duration::from_secs(30))
+        .auto_renew()
         .acquire(&pool)
         .await
         .unwrap();
-    assert_eq!(
-        pid_of(guard.client()).await,
-        first_pid,
-        "the pooled connection was used"
-    );
+    assert_eq!(pid_of(guard.client()).await, first_pid);
     let other = pool.get().await.unwrap();
     assert_ne!(
         pid_of(&other).await,
         first_pid,
-        "the leased connection must not be in the pool"
+        "the renewed lease's connection left the pool"
     );
-    let setting: String = other
-        .query_one("SHOW idle_session_timeout", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(setting, "0");
+    assert_eq!(show(&other, "idle_session_timeout").await, "0");
     drop(other);
     guard.release().await.unwrap();
     // Through a session: its settings come back after release.
@@ -347,14 +381,16 @@ async fn acquisitions_have_unique_ids_and_labels_show_in_listings() {
         .unwrap_err();
     assert_eq!(err.holder().unwrap().application_name, "invoice-worker-7");
     guard.release().await.unwrap();
-    // The labelled connection left the pool: no pooled connection carries the label.
-    let c = pool.get().await.unwrap();
-    let app: String = c
-        .query_one("SHOW application_name", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(app, "pglock-tests");
+    // The label was reset before the connection went back: none in the pool has it.
+    let (a, b) = (pool.get().await.unwrap(), pool.get().await.unwrap());
+    for c in [&a, &b] {
+        let app: String = c
+            .query_one("SHOW application_name", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(app, "pglock-tests");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
