@@ -92,8 +92,9 @@
 //! reused (so a late cancel cannot hit its next user); through a [`Session`], a
 //! release-if-granted is queued behind the wait and runs when it ends (a cancel
 //! request could hit another task's statement on the shared connection). Dropping
-//! [`XactAdvisory::acquire_in`] mid-wait sends a cancel request and leaves the
-//! transaction to be rolled back; its lock cannot outlive the transaction.
+//! [`XactAdvisory::acquire_in`] mid-wait queues a rollback to pglock's savepoint
+//! behind the wait, so the transaction is usable, and without the lock, once the
+//! wait ends.
 //! Dropping a guard queues the unlock at once, without blocking; a pooled
 //! connection is returned to its pool only after its lock is released, and closed
 //! instead if that fails. Nothing pglock does changes a setting that could reach

@@ -3,11 +3,13 @@
 
 use std::time::Instant;
 
-use futures_util::future::join3;
+use std::future::Future;
+
+use futures_util::future::join;
 use tokio_postgres::types::Type;
 use tracing::Instrument;
 
-use crate::conn::{self, Exec};
+use crate::conn::Exec;
 use crate::error::Error;
 use crate::lock::{holder, is_pair, key_params, Advisory, Outcome, Wait};
 use crate::sql::{self, Attempt, Scope};
@@ -83,19 +85,23 @@ impl XactAdvisory {
     ///
     /// Costs one round trip when the lock is free: a `pg_try_advisory_xact_lock`.
     /// When it is busy and the call may wait, one more round trip waits on the
-    /// server under a savepoint (`SAVEPOINT`, the wait, `RELEASE SAVEPOINT`,
-    /// pipelined), so that a timeout — or a deadlock — leaves `tx` usable and its
-    /// `lock_timeout` as it was (rolling back to the savepoint takes one more round
-    /// trip, on that failure path only). The try never jumps the queue: PostgreSQL
-    /// refuses it while others wait for a conflicting lock.
+    /// server under a savepoint (`SAVEPOINT` and the wait, pipelined), so that a
+    /// timeout — or a deadlock — leaves `tx` usable and its `lock_timeout` as it
+    /// was; a last round trip then releases the savepoint (or, after a failed wait,
+    /// rolls back to it). The try never jumps the queue: PostgreSQL refuses it while
+    /// others wait for a conflicting lock.
     ///
     /// # Errors
     /// As [`Advisory::acquire`].
     ///
     /// # Cancel safety
-    /// Not cancel-safe for the transaction: dropping the future while it waits sends
-    /// a cancel request, after which `tx` may be aborted or may hold the lock; roll
-    /// it back. No lock outlives the transaction either way.
+    /// Cancel-safe: dropping the future while it waits queues, behind the wait, a
+    /// rollback to pglock's savepoint, so that once the wait ends — granted or not —
+    /// `tx` is usable and as it was before the call, without the lock. The wait
+    /// itself is not interrupted (a cancel request could hit your next statement
+    /// instead): `tx`'s next statement runs when it ends, so give waits you may
+    /// abandon a timeout. Dropped during the first try, the lock may be held; it
+    /// ends with the transaction like any transaction lock.
     pub async fn acquire_in<T: InTransaction + ?Sized>(&self, tx: &T) -> Result<(), Error> {
         let wait = Wait::of(self.lock.timeout);
         match self.lock_in(tx.exec(), wait, true).await? {
@@ -111,8 +117,8 @@ impl XactAdvisory {
     ///
     /// # Cancel safety
     /// As [`acquire_in`](XactAdvisory::acquire_in); with no timeout set there is no
-    /// wait to interrupt, and a dropped future leaves at most a held lock that ends
-    /// with the transaction.
+    /// wait, and a dropped future leaves at most a held lock that ends with the
+    /// transaction.
     pub async fn try_acquire_in<T: InTransaction + ?Sized>(&self, tx: &T) -> Result<bool, Error> {
         let wait = Wait::of(Some(self.lock.timeout.unwrap_or_default()));
         Ok(matches!(
@@ -150,7 +156,6 @@ impl XactAdvisory {
             let try_lock = try_lock.await.map_err(error)?;
             let key_only = key_params(&key);
             let free = exec.query(&try_lock, &key_only).await.map_err(error)?;
-            let mut armed = CancelOnDrop(None);
             let result = if free.first().is_some_and(|r| r.get(0)) {
                 Ok(true)
             } else if matches!(wait, Wait::Zero) {
@@ -158,7 +163,9 @@ impl XactAdvisory {
             } else {
                 // Busy, and allowed to wait: wait under a savepoint so that a timeout
                 // or a deadlock leaves the transaction usable and its lock_timeout
-                // as it was. Pipelined: all three are queued before the first answer.
+                // as it was. The savepoint and the wait are pipelined; the savepoint
+                // is released only once the wait has succeeded, so that a future
+                // dropped during the wait can always roll back to it.
                 let wait_lock =
                     exec.prepare(sql::lock(Scope::Xact, lock.mode, Attempt::Wait, pair));
                 let wait_lock = wait_lock.await.map_err(error)?;
@@ -166,24 +173,19 @@ impl XactAdvisory {
                 let release = exec.prepare(sql::RELEASE_SAVEPOINT).await.map_err(error)?;
                 let mut params = key_params(&key);
                 params.push((&lock_timeout, Type::TEXT));
-                armed.0 = Some(exec);
-                let (begun, locked, released) = join3(
-                    exec.query(&savepoint, &[]),
-                    exec.query(&wait_lock, &params),
-                    exec.query(&release, &[]),
-                )
-                .await;
+                let mut armed = RestoreOnDrop(Some(exec));
+                let (begun, locked) =
+                    join(exec.query(&savepoint, &[]), exec.query(&wait_lock, &params)).await;
+                armed.0 = None;
                 begun.map_err(error)?;
                 match locked {
-                    Ok(_) => released.map(|_| true),
+                    Ok(_) => exec.query(&release, &[]).await.map(|_| true),
                     Err(e) => {
-                        armed.0 = None;
                         exec.batch(sql::ROLLBACK_SAVEPOINT).await.map_err(error)?;
                         Err(e)
                     }
                 }
             };
-            armed.0 = None;
             span.record("wait_us", started.elapsed().as_micros() as u64);
             match result {
                 Ok(true) => Ok(Outcome::Acquired(())),
@@ -212,16 +214,21 @@ impl XactAdvisory {
     }
 }
 
-/// Sends a cancel request for the transaction's running statement if dropped
-/// while armed.
-struct CancelOnDrop<'a>(Option<Exec<'a>>);
+/// Rolls the caller's transaction back to pglock's savepoint if dropped while
+/// armed, that is while the savepoint and the wait are on the wire: the rollback
+/// is queued behind the wait at once, and whether the wait ends granted (the lock
+/// is given back) or failed (the error is cleared), the transaction is then as it
+/// was before the call.
+struct RestoreOnDrop<'a>(Option<Exec<'a>>);
 
-impl Drop for CancelOnDrop<'_> {
+impl Drop for RestoreOnDrop<'_> {
     fn drop(&mut self) {
         if let Some(exec) = self.0.take() {
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                drop(handle.spawn(conn::cancel(exec.cancel_token())));
-            }
+            // Queued on the first poll; what is queued reaches the server even
+            // though the future is dropped right after.
+            let mut restore = std::pin::pin!(exec.batch(sql::ROLLBACK_SAVEPOINT));
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            let _ = restore.as_mut().poll(&mut cx);
         }
     }
 }

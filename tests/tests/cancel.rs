@@ -2,7 +2,7 @@
 //! any moment around the holder's release — leaves no lock held, no waiter in
 //! `pg_locks`, and a clean pooled connection; the same for a `Session`; `run`
 //! skips its future when busy and releases when it finishes or is dropped; a
-//! cancelled `acquire_in` leaves nothing once the transaction is rolled back.
+//! cancelled `acquire_in` leaves the transaction usable and without the lock.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -326,10 +326,12 @@ async fn dropping_run_mid_work_releases() {
     assert_eq!(advisory_locks_of(&observer, pid_of(&conn).await).await, 0);
 }
 
-/// `acquire_in` cancelled while waiting: after rolling back, nothing is held or
-/// waited for, and the connection works.
+/// `acquire_in` dropped while waiting: the wait is not interrupted, and once it
+/// ends (here: the holder releases, so it is granted) the rollback to pglock's
+/// savepoint queued behind it gives the lock back and leaves the transaction
+/// usable and as it was — its own `lock_timeout` included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancelled_acquire_in_leaves_nothing_after_rollback() {
+async fn cancelled_acquire_in_leaves_the_transaction_usable_and_unlocked() {
     let observer = connect().await;
     let holder = session().await;
     let mut client = connect().await;
@@ -341,6 +343,9 @@ async fn cancelled_acquire_in_leaves_nothing_after_rollback() {
             .await
             .unwrap();
         let tx = client.transaction().await.unwrap();
+        tx.batch_execute("SET LOCAL lock_timeout = '7s'")
+            .await
+            .unwrap();
         let mut lock = pglock::advisory(name.as_str()).xact();
         if let Some(t) = timeout {
             lock = lock.timeout(t);
@@ -349,10 +354,16 @@ async fn cancelled_acquire_in_leaves_nothing_after_rollback() {
             r = lock.acquire_in(&tx) => panic!("acquired a held lock: {r:?}"),
             () = wait_until_waiting(&observer, &name, Some(pid)) => {}
         }
-        tx.rollback().await.unwrap();
-        assert_eq!(advisory_locks_of(&observer, pid).await, 0, "{timeout:?}");
         held.release().await.unwrap();
+        // The transaction's next statement runs once the abandoned wait is over.
+        let setting: String = tx.query_one("SHOW lock_timeout", &[]).await.unwrap().get(0);
+        assert_eq!(setting, "7s", "{timeout:?}");
+        assert_eq!(
+            advisory_locks_of(&observer, pid).await,
+            0,
+            "{timeout:?}: the abandoned grant was kept"
+        );
+        tx.commit().await.unwrap();
         assert!(nobody_holds_or_waits(&observer, &name).await);
-        client.query_one("SELECT 1", &[]).await.unwrap();
     }
 }
