@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::task::AbortHandle;
 use tokio_postgres::types::Type;
 
-use crate::conn::Param;
+use crate::conn::{Exec, Param};
 use crate::error::Error;
 use crate::guard::Guard;
 use crate::session::Session;
@@ -65,14 +65,7 @@ fn spawn_renewer(session: Session, ttl_ms: Arc<AtomicU64>) -> AbortHandle {
             tokio::time::sleep(ttl / 3).await;
             let value = format!("{}ms", ttl_ms.load(Ordering::Relaxed));
             let params: [Param<'_>; 1] = [(&value, Type::TEXT)];
-            let renewed = match session.prepare_cached(sql::SET_TTL).await {
-                Ok(statement) => {
-                    let untyped: Vec<_> = params.iter().map(|p| p.0).collect();
-                    session.client().query(&statement, &untyped).await.map(drop)
-                }
-                Err(e) => Err(e),
-            };
-            if let Err(e) = renewed {
+            if let Err(e) = Exec::Session(&session).run(sql::SET_TTL, &params).await {
                 tracing::warn!(error = %e, "pglock: lease renewal failed; the lease will expire");
                 return;
             }
@@ -84,13 +77,12 @@ fn spawn_renewer(session: Session, ttl_ms: Arc<AtomicU64>) -> AbortHandle {
 /// The `idle_session_timeout` value for a time-to-live: whole milliseconds,
 /// rounded up, at least 1 ms and at most `i32::MAX` ms.
 pub(crate) fn ttl_value(ttl: Duration) -> Result<String, Error> {
-    let ms = ttl.as_nanos().div_ceil(1_000_000);
-    if ms == 0 || ms > i32::MAX as u128 {
-        return Err(Error::invalid_argument(format!(
+    match sql::millis(ttl) {
+        Some(value) if !ttl.is_zero() => Ok(value),
+        _ => Err(Error::invalid_argument(format!(
             "lease time-to-live {ttl:?} must be between 1 ms and 2147483647 ms"
-        )));
+        ))),
     }
-    Ok(format!("{ms}ms"))
 }
 
 impl Guard {

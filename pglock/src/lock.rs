@@ -142,17 +142,13 @@ impl Wait {
     pub(crate) fn lock_timeout(self) -> Result<String, Error> {
         match self {
             Wait::Zero | Wait::Forever => Ok("0".to_string()),
-            Wait::For(d) => {
-                let ms = d.as_nanos().div_ceil(1_000_000);
-                if ms > i32::MAX as u128 {
-                    return Err(Error::invalid_argument(format!(
-                        "timeout {d:?} is longer than PostgreSQL's lock_timeout allows \
-                         (2147483647 ms, about 24.8 days); leave the timeout unset to wait \
-                         without limit"
-                    )));
-                }
-                Ok(format!("{ms}ms"))
-            }
+            Wait::For(d) => sql::millis(d).ok_or_else(|| {
+                Error::invalid_argument(format!(
+                    "timeout {d:?} is longer than PostgreSQL's lock_timeout allows \
+                     (2147483647 ms, about 24.8 days); leave the timeout unset to wait \
+                     without limit"
+                ))
+            }),
         }
     }
 
@@ -440,38 +436,35 @@ impl Advisory {
             let (result, extra_results) = pending.send(&prepared, &params, &prepared_extras).await;
             let conn = pending.disarm();
             span.record("wait_us", started.elapsed().as_micros() as u64);
-            let granted = match result {
-                Ok(rows) => attempt == Attempt::Wait || rows.first().is_some_and(|r| r.get(0)),
-                Err(e) => {
-                    span.record("acquired", false);
-                    let err = self.error(e);
-                    if err.is_connection_lost() {
-                        conn.discard();
-                        return Err(err);
-                    }
-                    // The server may have granted the lock as the wait failed.
-                    if let Err(e) = self.undo(&conn, settings, false).await {
-                        tracing::warn!(error = %e, "pglock: cleanup after a failed wait failed");
-                        conn.discard();
-                        return Err(err);
-                    }
-                    if !err.is_not_acquired() {
-                        return Err(err);
-                    }
-                    false
+            let (granted, failure) = match result {
+                Ok(rows) => {
+                    let granted =
+                        attempt == Attempt::Wait || rows.first().is_some_and(|r| r.get(0));
+                    (granted, None)
                 }
+                Err(e) => match self.error(e) {
+                    err if err.is_connection_lost() => {
+                        conn.discard();
+                        return Err(err);
+                    }
+                    err => (false, Some(err)),
+                },
             };
             span.record("acquired", granted);
             if !granted {
-                if settings.changed() {
-                    self.undo(&conn, settings, false)
-                        .await
-                        .map_err(|e| self.error(e))?;
+                // A failed wait may have been granted just as it failed (DESIGN §3),
+                // and changed settings go back.
+                if failure.is_some() || settings.changed() {
+                    if let Err(e) = self.undo(&conn, settings, false).await {
+                        tracing::warn!(error = %e, "pglock: cleanup after a failed attempt failed");
+                        conn.discard();
+                        return Err(failure.unwrap_or_else(|| self.error(e)));
+                    }
                 }
-                let holder = match want_holder {
-                    true => holder(conn.exec(), key, self.mode).await,
-                    false => None,
-                };
+                if let Some(err) = failure.filter(|err| !err.is_not_acquired()) {
+                    return Err(err);
+                }
+                let holder = holder(want_holder, conn.exec(), key, self.mode).await;
                 return Ok(Outcome::Busy(holder));
             }
             let mut fencing_token = None;
@@ -604,8 +597,17 @@ pub(crate) async fn unlock_if_held(
 }
 
 /// A session holding the key in a mode that conflicts with `mode`, if any.
-/// Only asked on the failure path, and only where the answer is reported.
-pub(crate) async fn holder(exec: Exec<'_>, key: LockKey, mode: Mode) -> Option<Holder> {
+/// Only asked on the failure path, and only where the answer is reported
+/// (`wanted`).
+pub(crate) async fn holder(
+    wanted: bool,
+    exec: Exec<'_>,
+    key: LockKey,
+    mode: Mode,
+) -> Option<Holder> {
+    if !wanted {
+        return None;
+    }
     let (classid, objid, objsubid) = key.pg_locks_triple();
     let exclusive = mode == Mode::Exclusive;
     let params: [Param<'_>; 4] = [

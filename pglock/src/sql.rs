@@ -175,6 +175,14 @@ pub(crate) const SET_LABEL: &str = "SELECT set_config('application_name', $1::te
 pub(crate) const RESET_TTL: &str = "RESET idle_session_timeout";
 pub(crate) const RESET_LABEL: &str = "RESET application_name";
 
+/// A duration as a millisecond setting value (`lock_timeout`,
+/// `idle_session_timeout`): whole milliseconds rounded up, `None` past the
+/// `i32::MAX` ms such settings accept.
+pub(crate) fn millis(d: std::time::Duration) -> Option<String> {
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    (ms <= i32::MAX as u128).then(|| format!("{ms}ms"))
+}
+
 pub(crate) const UNLOCK_ALL: &str = "SELECT pg_advisory_unlock_all()";
 pub(crate) const SAVEPOINT: &str = "SAVEPOINT pglock_acquire";
 pub(crate) const RELEASE_SAVEPOINT: &str = "RELEASE SAVEPOINT pglock_acquire";

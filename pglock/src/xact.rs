@@ -187,27 +187,15 @@ impl XactAdvisory {
                 }
             };
             span.record("wait_us", started.elapsed().as_micros() as u64);
-            match result {
-                Ok(true) => Ok(Outcome::Acquired(())),
-                Ok(false) => {
-                    let holder = match want_holder {
-                        true => holder(exec, key, lock.mode).await,
-                        false => None,
-                    };
-                    Ok(Outcome::Busy(holder))
-                }
-                Err(e) => {
-                    let err = error(e);
-                    if err.is_not_acquired() {
-                        let holder = match want_holder {
-                            true => holder(exec, key, lock.mode).await,
-                            false => None,
-                        };
-                        return Ok(Outcome::Busy(holder));
-                    }
-                    Err(err)
-                }
+            match result.map_err(error) {
+                Ok(true) => return Ok(Outcome::Acquired(())),
+                Ok(false) => {}
+                Err(err) if err.is_not_acquired() => {}
+                Err(err) => return Err(err),
             }
+            Ok(Outcome::Busy(
+                holder(want_holder, exec, key, lock.mode).await,
+            ))
         }
         .instrument(span_handle)
         .await
