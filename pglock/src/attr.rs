@@ -13,8 +13,8 @@ use crate::error::Error;
 use crate::guard::Guard;
 use crate::held::{self, HeldLock};
 use crate::key::{LockId, LockKey};
-use crate::lock::{Advisory, Source};
-use crate::session::Session;
+use crate::conn::{Session, Source};
+use crate::lock::Advisory;
 use crate::xact::InTransaction;
 
 pub use crate::defaults::require_default_pool as default_source;

@@ -189,6 +189,22 @@ impl Error {
         self
     }
 
+    /// The same error, with what happened next said after it.
+    pub(crate) fn context(mut self, what_next: &str) -> Error {
+        self.inner.message = format!("{}; {what_next}", self.inner.message);
+        self
+    }
+
+    /// A wait that could only end when the waiting task itself releases a lock.
+    pub(crate) fn self_wait(lock: &LockId) -> Error {
+        Error::new(
+            ErrorKind::Deadlock,
+            "this task already holds the lock through the same source; waiting for it \
+             would never end (release the first guard, or take the lock once)",
+        )
+        .with_lock(lock)
+    }
+
     /// Keeps `cause`'s driver error (and so its SQLSTATE) as this error's source.
     pub(crate) fn with_source(mut self, cause: Error) -> Error {
         self.inner.source = cause.inner.source;

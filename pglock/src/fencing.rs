@@ -8,23 +8,25 @@ use crate::key::LockKey;
 
 /// The SQL that [`install_fencing`] runs: one table, created if missing. Run it
 /// yourself (migration tools) if you prefer; it is idempotent.
-pub const FENCING_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS pglock_fencing (\
-     key_space smallint NOT NULL, \
-     lock_key bigint NOT NULL, \
-     token bigint NOT NULL, \
+pub const FENCING_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS public.pglock_fencing (\
+     key_space pg_catalog.int2 NOT NULL, \
+     lock_key pg_catalog.int8 NOT NULL, \
+     token pg_catalog.int8 NOT NULL, \
      PRIMARY KEY (key_space, lock_key))";
 
 /// Issues the next token of a key (`$1` key space, `$2` key) — only if this
 /// session holds the lock (`$3..$5`: its `pg_locks` triple), so that the attempts
 /// that fail write nothing. Pipelined right behind the lock statement.
-pub(crate) const NEXT_TOKEN: &str = "INSERT INTO pglock_fencing AS f (key_space, lock_key, token) \
-     SELECT $1::int2, $2::int8, 1 WHERE EXISTS (SELECT 1 FROM pg_locks WHERE \
-     locktype = 'advisory' AND pid = pg_backend_pid() AND granted \
-     AND classid = $3::oid AND objid = $4::oid AND objsubid = $5::int2) \
+pub(crate) const NEXT_TOKEN: &str = "INSERT INTO public.pglock_fencing AS f (key_space, lock_key, token) \
+     SELECT $1::pg_catalog.int2, $2::pg_catalog.int8, 1 WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE \
+     locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid() AND granted \
+     AND classid = $3::pg_catalog.oid AND objid = $4::pg_catalog.oid AND objsubid = $5::pg_catalog.int2) \
      ON CONFLICT (key_space, lock_key) DO UPDATE SET token = f.token + 1 RETURNING token";
 
-/// Creates the table behind fencing tokens ([`FENCING_SCHEMA`]) in the first schema
-/// of the client's `search_path`. Idempotent: call it at start-up.
+/// Creates the table behind fencing tokens ([`FENCING_SCHEMA`]):
+/// `public.pglock_fencing`, always in schema `public` and always named with its
+/// schema, so that services with different `search_path`s share one sequence of
+/// tokens. Idempotent: call it at start-up.
 ///
 /// # Cancel safety
 /// Cancel-safe: the statement either commits or not.

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::guard::Guard;
-use crate::key::{LockId, LockKey};
-use crate::lock::Mode;
+use crate::key::{LockId, LockKey, Mode};
 
 tokio::task_local! {
     /// The lock of the innermost attributed function running in this task.

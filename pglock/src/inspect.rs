@@ -8,8 +8,7 @@ use tokio_postgres::Client;
 
 use crate::conn::Param;
 use crate::error::Error;
-use crate::key::{LockId, LockKey};
-use crate::lock::Mode;
+use crate::key::{LockId, LockKey, Mode};
 use crate::sql;
 
 /// A session that holds or waits for a lock, as `pg_locks` and

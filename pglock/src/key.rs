@@ -1,4 +1,11 @@
-//! Lock names and the keys PostgreSQL locks on (DESIGN §2, stable forever).
+//! Lock names, the keys PostgreSQL locks on, and lock modes.
+//!
+//! The name → key derivation is a contract that must never change: two deployed
+//! versions that derived keys differently would not exclude each other. It is
+//! SipHash-2-4 with both keys zero over exactly the UTF-8 bytes of the name
+//! (`Hasher::write`, never `Hash::hash`, which appends a `0xFF` terminator),
+//! `finish()` read as a two's-complement `i64`. Golden vectors pin it in the tests
+//! below and in the integration tests.
 
 use std::fmt;
 use std::hash::Hasher;
@@ -6,7 +13,12 @@ use std::sync::Arc;
 
 use siphasher::sip::SipHasher24;
 
+use tokio_postgres::types::{ToSql, Type};
+
 use crate::error::Error;
+
+/// A bind parameter with its type: statements are sent with explicit types.
+pub(crate) type Param<'a> = (&'a (dyn ToSql + Sync), Type);
 
 /// The integer key PostgreSQL's advisory lock functions take.
 ///
@@ -41,6 +53,69 @@ impl LockKey {
             LockKey::Big(k) => (((k as u64) >> 32) as u32, k as u64 as u32, 1),
             LockKey::Pair(a, b) => (a as u32, b as u32, 2),
         }
+    }
+}
+
+impl LockKey {
+    pub(crate) fn is_pair(self) -> bool {
+        matches!(self, LockKey::Pair(..))
+    }
+
+    /// The bind parameters that carry the key.
+    pub(crate) fn params(&self) -> Vec<Param<'_>> {
+        let mut params: Vec<Param<'_>> = Vec::with_capacity(5);
+        match self {
+            LockKey::Big(k) => params.push((k, Type::INT8)),
+            LockKey::Pair(a, b) => {
+                params.push((a, Type::INT4));
+                params.push((b, Type::INT4));
+            }
+        }
+        params
+    }
+}
+
+/// Exclusive or shared.
+///
+/// Shared locks conflict only with exclusive locks on the same key: any number of
+/// shared holders, or one exclusive holder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// One holder at a time (`pg_advisory_lock`). The default.
+    Exclusive = 0,
+    /// Many holders, none exclusive (`pg_advisory_lock_shared`).
+    Shared = 1,
+}
+
+impl Mode {
+    /// The mode as `pg_locks.mode` shows it: `ExclusiveLock` or `ShareLock`.
+    pub fn pg_mode(self) -> &'static str {
+        match self {
+            Mode::Exclusive => "ExclusiveLock",
+            Mode::Shared => "ShareLock",
+        }
+    }
+
+    pub(crate) fn from_pg_mode(mode: &str) -> Mode {
+        if mode == "ShareLock" {
+            Mode::Shared
+        } else {
+            Mode::Exclusive
+        }
+    }
+
+    /// Whether a hold in this mode and one in `other` exclude each other.
+    pub(crate) fn conflicts_with(self, other: Mode) -> bool {
+        self == Mode::Exclusive || other == Mode::Exclusive
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Exclusive => "exclusive",
+            Mode::Shared => "shared",
+        })
     }
 }
 
@@ -188,7 +263,7 @@ impl From<LockKey> for LockId {
 mod tests {
     use super::*;
 
-    /// DESIGN §2: changing any of these breaks mutual exclusion between deployed
+    /// Changing any of these breaks mutual exclusion between deployed
     /// versions. Never edit this table.
     const GOLDEN: &[(&str, i64)] = &[
         ("my_lock_id", -1380431858537921237),

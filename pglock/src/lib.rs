@@ -159,32 +159,40 @@
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
-mod attr;
-mod conn;
-mod defaults;
+// Layers, bottom up: keys and SQL; the connection layer (connections, sources,
+// the hold ledger); guards; acquisition; the builders; attribute support.
 mod error;
+mod key;
+mod keepalive;
+mod sql;
+
+mod conn;
+
 mod fencing;
 mod guard;
-mod held;
+
+mod acquire;
+mod borrowed;
+
 mod inspect;
-mod key;
-mod lease;
-mod liveness;
 mod lock;
-mod session;
-mod sql;
 mod xact;
 
+mod attr;
+mod defaults;
+mod held;
+
+pub use borrowed::BorrowedGuard;
+pub use conn::{Borrowable, Session, Source};
 pub use defaults::{default_pool, set_default_pool};
 pub use error::{Error, ErrorKind, Holder};
 pub use fencing::{install_fencing, FENCING_SCHEMA};
-pub use guard::Guard;
+pub use guard::{Guard, DEFAULT_CHECK_EVERY};
 pub use held::{held, HeldLock};
 pub use inspect::{release_all, status, LockHolder, LockStatus};
-pub use key::{key_for, LockId, LockKey};
-pub use liveness::{configure_keepalives, DEFAULT_CHECK_EVERY};
-pub use lock::{advisory, Advisory, Mode, Source};
-pub use session::Session;
+pub use keepalive::configure_keepalives;
+pub use key::{key_for, LockId, LockKey, Mode};
+pub use lock::{advisory, Advisory};
 pub use xact::{InTransaction, XactAdvisory};
 
 pub use deadpool_postgres;

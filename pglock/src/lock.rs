@@ -1,63 +1,16 @@
 //! The lock builder returned by [`advisory()`] and session-level acquisition.
 
-use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio_postgres::error::SqlState;
-use tokio_postgres::types::Type;
-use tracing::Instrument;
-
-use crate::conn::{Conn, Exec, Param, Prepared};
-use crate::error::{Error, Holder};
-use crate::fencing;
-use crate::guard::{Guard, Held, Pending};
-use crate::key::{LockId, LockKey};
-use crate::lease::{self, Lease};
-use crate::liveness::DEFAULT_CHECK_EVERY;
-use crate::session::Session;
-use crate::sql::{self, Attempt, Scope};
+use crate::acquire::Wait;
+use crate::borrowed::BorrowedGuard;
+use crate::conn::{Borrowable, Source};
+use crate::error::Error;
+use crate::guard::Guard;
+use crate::key::{LockId, LockKey, Mode};
 use crate::xact::XactAdvisory;
-
-/// Exclusive or shared.
-///
-/// Shared locks conflict only with exclusive locks on the same key: any number of
-/// shared holders, or one exclusive holder.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Mode {
-    /// One holder at a time (`pg_advisory_lock`). The default.
-    Exclusive = 0,
-    /// Many holders, none exclusive (`pg_advisory_lock_shared`).
-    Shared = 1,
-}
-
-impl Mode {
-    /// The mode as `pg_locks.mode` shows it: `ExclusiveLock` or `ShareLock`.
-    pub fn pg_mode(self) -> &'static str {
-        match self {
-            Mode::Exclusive => "ExclusiveLock",
-            Mode::Shared => "ShareLock",
-        }
-    }
-
-    pub(crate) fn from_pg_mode(mode: &str) -> Mode {
-        if mode == "ShareLock" {
-            Mode::Shared
-        } else {
-            Mode::Exclusive
-        }
-    }
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Mode::Exclusive => "exclusive",
-            Mode::Shared => "shared",
-        })
-    }
-}
 
 /// Describes an advisory lock: start here.
 ///
@@ -99,7 +52,8 @@ pub struct Advisory {
     pub(crate) options: Options,
 }
 
-/// The production-safety options of a session lock (DESIGN §5).
+/// The production-safety options of a session lock: loss checks, leases,
+/// fencing tokens, labels.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) struct Options {
     pub(crate) check_every: Option<Duration>,
@@ -107,64 +61,6 @@ pub(crate) struct Options {
     pub(crate) auto_renew: bool,
     pub(crate) fencing: bool,
     pub(crate) label: Option<Arc<str>>,
-}
-
-/// How long an attempt may wait.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Wait {
-    /// One try (`pg_try_advisory_*`).
-    Zero,
-    /// The server waits at most this long (`lock_timeout`), then gives up.
-    For(Duration),
-    /// The server waits until the lock is granted, whatever the session's
-    /// `lock_timeout`.
-    Forever,
-}
-
-impl Wait {
-    pub(crate) fn of(timeout: Option<Duration>) -> Wait {
-        match timeout {
-            None => Wait::Forever,
-            Some(d) if d.is_zero() => Wait::Zero,
-            Some(d) => Wait::For(d),
-        }
-    }
-
-    pub(crate) fn attempt(self) -> Attempt {
-        match self {
-            Wait::Zero => Attempt::Try,
-            _ => Attempt::Wait,
-        }
-    }
-
-    /// The `lock_timeout` value for a waiting attempt: whole milliseconds, rounded
-    /// up; `0` (no limit) to wait forever.
-    pub(crate) fn lock_timeout(self) -> Result<String, Error> {
-        match self {
-            Wait::Zero | Wait::Forever => Ok("0".to_string()),
-            Wait::For(d) => sql::millis(d).ok_or_else(|| {
-                Error::invalid_argument(format!(
-                    "timeout {d:?} is longer than PostgreSQL's lock_timeout allows \
-                     (2147483647 ms, about 24.8 days); leave the timeout unset to wait \
-                     without limit"
-                ))
-            }),
-        }
-    }
-
-    /// The timeout to report when the lock was not acquired.
-    pub(crate) fn reported(self) -> Duration {
-        match self {
-            Wait::For(d) => d,
-            _ => Duration::ZERO,
-        }
-    }
-}
-
-/// What one attempt came to.
-pub(crate) enum Outcome<T> {
-    Acquired(T),
-    Busy(Option<Holder>),
 }
 
 impl Advisory {
@@ -302,12 +198,9 @@ impl Advisory {
     ///   give waits on a shared session a timeout.
     pub async fn acquire<S: Source + ?Sized>(&self, source: &S) -> Result<Guard, Error> {
         let wait = Wait::of(self.timeout);
-        match self.lock_session(source, wait, true).await? {
-            Outcome::Acquired(guard) => Ok(guard),
-            Outcome::Busy(holder) => {
-                Err(Error::not_acquired(&self.id, wait.reported()).with_holder(holder))
-            }
-        }
+        self.lock_session(source, wait, true)
+            .await?
+            .into_result(&self.id, wait)
     }
 
     /// Takes the lock if it is free (or becomes free within the
@@ -320,10 +213,7 @@ impl Advisory {
         source: &S,
     ) -> Result<Option<Guard>, Error> {
         let wait = Wait::of(Some(self.timeout.unwrap_or(Duration::ZERO)));
-        match self.lock_session(source, wait, false).await? {
-            Outcome::Acquired(guard) => Ok(Some(guard)),
-            Outcome::Busy(_) => Ok(None),
-        }
+        Ok(self.lock_session(source, wait, false).await?.acquired())
     }
 
     /// Runs `work` only if the lock is acquired, as [`try_acquire`](Advisory::try_acquire)
@@ -362,340 +252,55 @@ impl Advisory {
         Ok(Some(output))
     }
 
-    pub(crate) async fn lock_session<S: Source + ?Sized>(
+    /// Takes the lock on a connection you already hold, waiting as the
+    /// [`timeout`](Advisory::timeout) says: the guard borrows the connection, and
+    /// you keep using it through the guard (it dereferences to it), transactions
+    /// included. One connection then serves both the lock and your queries.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: deadpool_postgres::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut client = pool.get().await?;
+    /// let mut guard = pglock::advisory("account:42").acquire_on(&mut client).await?;
+    /// let tx = guard.transaction().await?; // on the locked connection
+    /// tx.execute("UPDATE accounts SET balance = balance - 10 WHERE id = 42", &[]).await?;
+    /// tx.commit().await?;
+    /// guard.release().await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// No lease, label or automatic renewal here (they need a connection pglock
+    /// controls); fencing tokens work. Nothing excludes a second guard in the
+    /// process except the server: two borrowed connections are two sessions.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: dropped while it waits, a release-if-granted is queued behind
+    /// the wait (no cancel request: it could hit your next statement), so the
+    /// connection is yours again, without the lock, once the wait ends.
+    pub async fn acquire_on<'c, C: Borrowable + ?Sized>(
         &self,
-        source: &S,
-        wait: Wait,
-        want_holder: bool,
-    ) -> Result<Outcome<Guard>, Error> {
-        self.id.validate()?;
-        let lock_timeout = wait.lock_timeout()?;
-        let ttl = self.options.lease.map(lease::ttl_value).transpose()?;
-        let span = tracing::debug_span!(
-            "pglock.acquire",
-            lock = %self.id,
-            mode = %self.mode,
-            timeout = ?self.timeout,
-            acquired = tracing::field::Empty,
-            wait_us = tracing::field::Empty,
-        );
-        let span_handle = span.clone();
-        async move {
-            let started = Instant::now();
-            let (conn, settings) = self.checkout(source).await?;
-            let key = self.id.lock_key();
-            let attempt = wait.attempt();
-            let statement = sql::lock(Scope::Session, self.mode, attempt, is_pair(key));
-            let prepared = conn
-                .exec()
-                .prepare(statement)
-                .await
-                .map_err(|e| self.error(e))?;
-            let mut params = key_params(&key);
-            if attempt == Attempt::Wait {
-                params.push((&lock_timeout, Type::TEXT));
-            }
-            // Statements pipelined behind the lock, in the same round trip.
-            let (space, token_key) = fencing::token_key(key);
-            let (classid, objid, objsubid) = key.pg_locks_triple();
-            let label = self.options.label.as_deref();
-            let mut extras: Vec<(&'static str, Vec<Param<'_>>)> = Vec::new();
-            if let Some(ttl) = &ttl {
-                extras.push((sql::SET_TTL, vec![(ttl, Type::TEXT)]));
-            }
-            if let Some(label) = &label {
-                extras.push((sql::SET_LABEL, vec![(label, Type::TEXT)]));
-            }
-            if self.options.fencing {
-                extras.push((
-                    fencing::NEXT_TOKEN,
-                    vec![
-                        (&space, Type::INT2),
-                        (&token_key, Type::INT8),
-                        (&classid, Type::OID),
-                        (&objid, Type::OID),
-                        (&objsubid, Type::INT2),
-                    ],
-                ));
-            }
-            let mut prepared_extras = Vec::with_capacity(extras.len());
-            for (sql, params) in &extras {
-                // Session settings are sent once per connection (a dedicated one is
-                // closed after the lock): unnamed, never a separate Parse round trip.
-                let p = match *sql == fencing::NEXT_TOKEN {
-                    true => conn
-                        .exec()
-                        .prepare(sql)
-                        .await
-                        .map_err(|e| extra_error(self.error(e), sql))?,
-                    false => Prepared::Typed(sql),
-                };
-                prepared_extras.push((p, params.as_slice()));
-            }
-            let mut pending = Pending::new(conn, self.id.clone(), self.mode, settings);
-            let (result, extra_results) = pending.send(&prepared, &params, &prepared_extras).await;
-            let conn = pending.disarm();
-            span.record("wait_us", started.elapsed().as_micros() as u64);
-            let (granted, failure) = match result {
-                Ok(rows) => {
-                    let granted =
-                        attempt == Attempt::Wait || rows.first().is_some_and(|r| r.get(0));
-                    (granted, None)
-                }
-                Err(e) => match self.error(e) {
-                    err if err.is_connection_lost() => {
-                        conn.discard();
-                        return Err(err);
-                    }
-                    err => (false, Some(err)),
-                },
-            };
-            span.record("acquired", granted);
-            if !granted {
-                // A failed wait may have been granted just as it failed (DESIGN §3),
-                // and changed settings go back.
-                if failure.is_some() || settings.changed() {
-                    if let Err(e) = self.undo(&conn, settings, false).await {
-                        tracing::warn!(error = %e, "pglock: cleanup after a failed attempt failed");
-                        conn.discard();
-                        return Err(failure.unwrap_or_else(|| self.error(e)));
-                    }
-                }
-                if let Some(err) = failure.filter(|err| !err.is_not_acquired()) {
-                    return Err(err);
-                }
-                let holder = holder(want_holder, conn.exec(), key, self.mode).await;
-                return Ok(Outcome::Busy(holder));
-            }
-            let mut fencing_token = None;
-            for ((sql, _), result) in extras.iter().zip(extra_results) {
-                match result {
-                    Ok(rows) if *sql == fencing::NEXT_TOKEN => {
-                        fencing_token = rows.first().map(|r| r.get(0))
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        // The lock is held but a promise that came with it is not:
-                        // give the lock back and say why.
-                        let err = extra_error(self.error(e), sql);
-                        if self.undo(&conn, settings, true).await.is_err() {
-                            conn.discard();
-                        }
-                        return Err(err);
-                    }
-                }
-            }
-            tracing::debug!("pglock: acquired");
-            let lease = self.options.lease.map(|ttl| {
-                let session = match &conn {
-                    Conn::Session(s) | Conn::Dedicated(s) => Some(s.clone()),
-                    Conn::Pooled(_) => None,
-                };
-                Lease::start(session, ttl, self.options.auto_renew)
-            });
-            let held = Held {
-                check_every: self.options.check_every.unwrap_or(DEFAULT_CHECK_EVERY),
-                lease,
-                fencing_token,
-                label: self.options.label.clone(),
-                settings,
-            };
-            Ok(Outcome::Acquired(Guard::new(
-                conn,
-                self.id.clone(),
-                self.mode,
-                started,
-                held,
-            )))
-        }
-        .instrument(span_handle)
-        .await
+        conn: &'c mut C,
+    ) -> Result<BorrowedGuard<'c, C>, Error> {
+        let wait = Wait::of(self.timeout);
+        let granted = self
+            .lock_borrowed(conn.exec(), wait, true)
+            .await?
+            .into_result(&self.id, wait)?;
+        Ok(BorrowedGuard::new(conn, self, granted))
     }
 
-    /// Checks a connection out of `source`; an automatically renewed lease takes
-    /// it out of its pool for good (its renewing task needs a handle of its own).
-    async fn checkout<S: Source + ?Sized>(&self, source: &S) -> Result<(Conn, Settings), Error> {
-        let dedicate = self.options.lease.is_some() && self.options.auto_renew;
-        let conn = source.checkout().await?;
-        let conn = match conn {
-            Conn::Pooled(object) if dedicate => Conn::Dedicated(Session::from_pooled(*object)),
-            conn => conn,
-        };
-        // Settings changed on a connection that outlives the lock are reset
-        // afterwards; a dedicated one is closed instead.
-        let shared = !matches!(conn, Conn::Dedicated(_));
-        let settings = Settings {
-            reset_ttl: shared && self.options.lease.is_some(),
-            reset_label: shared && self.options.label.is_some(),
-        };
-        Ok((conn, settings))
-    }
-
-    /// After an attempt that did not end with a held lock: release what the server
-    /// may have granted (`held`: it did) and put back changed settings.
-    async fn undo(
+    /// [`try_acquire`](Advisory::try_acquire) on a connection you already hold;
+    /// see [`acquire_on`](Advisory::acquire_on).
+    ///
+    /// # Cancel safety
+    /// As [`acquire_on`](Advisory::acquire_on).
+    pub async fn try_acquire_on<'c, C: Borrowable + ?Sized>(
         &self,
-        conn: &Conn,
-        settings: Settings,
-        held: bool,
-    ) -> Result<(), tokio_postgres::Error> {
-        let key = self.id.lock_key();
-        if held {
-            conn.exec()
-                .run(sql::unlock(self.mode, is_pair(key)), &key_params(&key))
-                .await?;
-        } else {
-            unlock_if_held(conn.exec(), key, self.mode, false).await?;
-        }
-        settings.reset(conn.exec()).await
-    }
-
-    fn error(&self, e: tokio_postgres::Error) -> Error {
-        Error::db(e).with_lock(&self.id)
-    }
-}
-
-pub(crate) fn is_pair(key: LockKey) -> bool {
-    matches!(key, LockKey::Pair(..))
-}
-
-/// The bind parameters that carry a key.
-pub(crate) fn key_params(key: &LockKey) -> Vec<Param<'_>> {
-    let mut params: Vec<Param<'_>> = Vec::with_capacity(4);
-    match key {
-        LockKey::Big(k) => params.push((k, Type::INT8)),
-        LockKey::Pair(a, b) => {
-            params.push((a, Type::INT4));
-            params.push((b, Type::INT4));
-        }
-    }
-    params
-}
-
-/// Releases the key in `mode` if this session holds it; see [`sql::unlock_if_held`].
-/// Answers whether it was held. `typed` sends an unnamed statement, queued on the
-/// first poll (for drops).
-pub(crate) async fn unlock_if_held(
-    exec: Exec<'_>,
-    key: LockKey,
-    mode: Mode,
-    typed: bool,
-) -> Result<bool, tokio_postgres::Error> {
-    let (classid, objid, objsubid) = key.pg_locks_triple();
-    let mut params = key_params(&key);
-    params.push((&classid, Type::OID));
-    params.push((&objid, Type::OID));
-    params.push((&objsubid, Type::INT2));
-    let statement = sql::unlock_if_held(mode, is_pair(key));
-    let prepared = match typed {
-        true => Prepared::Typed(statement),
-        false => exec.prepare(statement).await?,
-    };
-    exec.query(&prepared, &params)
-        .await
-        .map(|rows| !rows.is_empty())
-}
-
-/// A session holding the key in a mode that conflicts with `mode`, if any.
-/// Only asked on the failure path, and only where the answer is reported
-/// (`wanted`).
-pub(crate) async fn holder(
-    wanted: bool,
-    exec: Exec<'_>,
-    key: LockKey,
-    mode: Mode,
-) -> Option<Holder> {
-    if !wanted {
-        return None;
-    }
-    let (classid, objid, objsubid) = key.pg_locks_triple();
-    let exclusive = mode == Mode::Exclusive;
-    let params: [Param<'_>; 4] = [
-        (&classid, Type::OID),
-        (&objid, Type::OID),
-        (&objsubid, Type::INT2),
-        (&exclusive, Type::BOOL),
-    ];
-    let rows = exec.run(sql::HOLDER.as_str(), &params).await.ok()?;
-    let row = rows.first()?;
-    Some(Holder {
-        pid: row.get(0),
-        application_name: row.get(1),
-    })
-}
-
-mod private {
-    pub trait Sealed {}
-}
-
-/// Where session locks come from: a [`deadpool_postgres::Pool`] or a [`Session`].
-///
-/// Sealed: pglock needs to own the connection for as long as a guard holds its
-/// lock, which only these types allow.
-pub trait Source: private::Sealed + Sync {
-    #[doc(hidden)]
-    fn checkout(&self) -> impl Future<Output = Result<Conn, Error>> + Send;
-}
-
-impl private::Sealed for deadpool_postgres::Pool {}
-impl Source for deadpool_postgres::Pool {
-    async fn checkout(&self) -> Result<Conn, Error> {
-        Ok(Conn::Pooled(Box::new(
-            self.get().await.map_err(Error::pool)?,
-        )))
-    }
-}
-
-/// The error for a statement pipelined behind a lock that failed.
-fn extra_error(err: Error, sql: &str) -> Error {
-    match err.code() {
-        Some(c) if *c == SqlState::UNDEFINED_TABLE && sql == fencing::NEXT_TOKEN => Error::misuse(
-            "fencing tokens need the pglock_fencing table: call pglock::install_fencing(&client) \
-             once (or run pglock::FENCING_SCHEMA)",
-        )
-        .with_source(err),
-        Some(c) if *c == SqlState::UNDEFINED_OBJECT && sql == sql::SET_TTL => Error::misuse(
-            "leases need PostgreSQL 14 or later (idle_session_timeout); this server cannot \
-             expire a lease, so none was taken",
-        )
-        .with_source(err),
-        _ => err,
-    }
-}
-
-/// Session settings an acquisition changed on a session it does not own.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Settings {
-    pub(crate) reset_ttl: bool,
-    pub(crate) reset_label: bool,
-}
-
-impl Settings {
-    pub(crate) fn changed(self) -> bool {
-        self.reset_ttl || self.reset_label
-    }
-
-    /// The statements that put the settings back.
-    pub(crate) fn resets(self) -> impl Iterator<Item = &'static str> {
-        [
-            (self.reset_ttl, sql::RESET_TTL),
-            (self.reset_label, sql::RESET_LABEL),
-        ]
-        .into_iter()
-        .filter_map(|(on, sql)| on.then_some(sql))
-    }
-
-    pub(crate) async fn reset(self, exec: Exec<'_>) -> Result<(), tokio_postgres::Error> {
-        for sql in self.resets() {
-            exec.batch(sql).await?;
-        }
-        Ok(())
-    }
-}
-
-impl private::Sealed for Session {}
-impl Source for Session {
-    async fn checkout(&self) -> Result<Conn, Error> {
-        Ok(Conn::Session(self.clone()))
+        conn: &'c mut C,
+    ) -> Result<Option<BorrowedGuard<'c, C>>, Error> {
+        let wait = Wait::of(Some(self.timeout.unwrap_or(Duration::ZERO)));
+        let granted = self.lock_borrowed(conn.exec(), wait, false).await?;
+        Ok(granted
+            .acquired()
+            .map(|granted| BorrowedGuard::new(conn, self, granted)))
     }
 }

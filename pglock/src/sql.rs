@@ -1,9 +1,14 @@
 //! Every SQL text pglock sends. Lock names never appear here: only integer keys,
 //! as bind parameters.
+//!
+//! Every function, view and table is schema-qualified (`pg_catalog.…`): an
+//! unqualified name resolves through the session's `search_path`, where a schema
+//! listed before `pg_catalog` could shadow `pg_advisory_lock` with a function that
+//! locks nothing.
 
 use std::sync::LazyLock;
 
-use crate::lock::Mode;
+use crate::key::Mode;
 
 /// Session locks live until unlocked or the session ends; transaction locks until
 /// the transaction ends.
@@ -45,15 +50,15 @@ static LOCK: LazyLock<Vec<String>> = LazyLock::new(|| {
 
 fn key_args(pair: bool) -> &'static str {
     if pair {
-        "$1::int4, $2::int4"
+        "$1::pg_catalog.int4, $2::pg_catalog.int4"
     } else {
-        "$1::int8"
+        "$1::pg_catalog.int8"
     }
 }
 
 fn build(scope: Scope, mode: Mode, attempt: Attempt, pair: bool) -> String {
     let function = format!(
-        "pg_{}advisory_{}lock{}",
+        "pg_catalog.pg_{}advisory_{}lock{}",
         if attempt == Attempt::Try { "try_" } else { "" },
         if scope == Scope::Xact { "xact_" } else { "" },
         if mode == Mode::Shared { "_shared" } else { "" },
@@ -62,13 +67,13 @@ fn build(scope: Scope, mode: Mode, attempt: Attempt, pair: bool) -> String {
     match attempt {
         Attempt::Try => format!("SELECT {function}({args})"),
         Attempt::Wait => {
-            let timeout = if pair { "$3::text" } else { "$2::text" };
+            let timeout = if pair { "$3::pg_catalog.text" } else { "$2::pg_catalog.text" };
             // Volatile functions keep the subquery from being flattened or its
             // columns from being pruned; its target list runs left to right.
             format!(
-                "SELECT set_config('lock_timeout', s.saved, true) FROM (SELECT \
-                 current_setting('lock_timeout') AS saved, \
-                 set_config('lock_timeout', {timeout}, true) AS applied, \
+                "SELECT pg_catalog.set_config('lock_timeout', s.saved, true) FROM (SELECT \
+                 pg_catalog.current_setting('lock_timeout') AS saved, \
+                 pg_catalog.set_config('lock_timeout', {timeout}, true) AS applied, \
                  {function}({args}) AS locked) AS s"
             )
         }
@@ -86,7 +91,7 @@ static UNLOCK: LazyLock<Vec<String>> = LazyLock::new(|| {
         for pair in [false, true] {
             let suffix = if mode == Mode::Shared { "_shared" } else { "" };
             all.push(format!(
-                "SELECT pg_advisory_unlock{suffix}({})",
+                "SELECT pg_catalog.pg_advisory_unlock{suffix}({})",
                 key_args(pair)
             ));
         }
@@ -107,10 +112,10 @@ static UNLOCK_IF_HELD: LazyLock<Vec<String>> = LazyLock::new(|| {
             let suffix = if mode == Mode::Shared { "_shared" } else { "" };
             let n = if pair { 3 } else { 2 };
             all.push(format!(
-                "SELECT pg_advisory_unlock{suffix}({}) FROM pg_locks \
-                 WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted \
-                 AND mode = '{}' AND classid = ${n}::oid AND objid = ${}::oid \
-                 AND objsubid = ${}::int2",
+                "SELECT pg_catalog.pg_advisory_unlock{suffix}({}) FROM pg_catalog.pg_locks \
+                 WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid() AND granted \
+                 AND mode = '{}' AND classid = ${n}::pg_catalog.oid AND objid = ${}::pg_catalog.oid \
+                 AND objsubid = ${}::pg_catalog.int2",
                 key_args(pair),
                 mode.pg_mode(),
                 n + 1,
@@ -124,27 +129,46 @@ static UNLOCK_IF_HELD: LazyLock<Vec<String>> = LazyLock::new(|| {
 /// Releases a session lock only if this session holds it in that mode.
 ///
 /// Used after a failed or abandoned wait: the server may have granted the lock
-/// just as the wait was cancelled or timed out (DESIGN §3). A session that already
-/// held the lock in that mode never waits for it, so a granted row after a failed
-/// wait can only be the wait's own grant.
+/// just as `lock_timeout` fired (a known race in PostgreSQL: the timeout error is
+/// raised although the lock was granted, and a session lock then stays held). A
+/// session that already held the lock in that mode never waits for it, so a
+/// granted row right after a failed wait can only be that wait's own grant — as
+/// long as no other attempt on the same key ran in between on the same
+/// connection, which the connection's ledger guarantees (see `conn::ledger`).
 pub(crate) fn unlock_if_held(mode: Mode, pair: bool) -> &'static str {
     &UNLOCK_IF_HELD[(mode as usize) << 1 | pair as usize]
+}
+
+/// The `pg_locks` triple of a key as bind parameters, in the order the
+/// statements here take them after the key.
+pub(crate) fn triple_params<'a>(
+    classid: &'a u32,
+    objid: &'a u32,
+    objsubid: &'a i16,
+) -> [crate::key::Param<'a>; 3] {
+    use tokio_postgres::types::Type;
+    [
+        (classid, Type::OID),
+        (objid, Type::OID),
+        (objsubid, Type::INT2),
+    ]
 }
 
 /// Filters `pg_locks` (aliased `l`) to one advisory key in this database;
 /// parameters `$1..$3` are the `classid`, `objid`, `objsubid` triple.
 const KEY_FILTER: &str = "l.locktype = 'advisory' \
-     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-     AND l.classid = $1::oid AND l.objid = $2::oid AND l.objsubid = $3::int2";
+     AND l.database = (SELECT oid FROM pg_catalog.pg_database \
+     WHERE datname = pg_catalog.current_database()) \
+     AND l.classid = $1::pg_catalog.oid AND l.objid = $2::pg_catalog.oid AND l.objsubid = $3::pg_catalog.int2";
 
 /// One session (other than this one) holding the key in a mode that conflicts
 /// with the request (`$4`: whether the request is exclusive).
 pub(crate) static HOLDER: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT l.pid, coalesce(a.application_name, '') FROM pg_locks AS l \
-         LEFT JOIN pg_stat_activity AS a ON a.pid = l.pid \
-         WHERE {KEY_FILTER} AND l.granted AND l.pid <> pg_backend_pid() \
-         AND ($4::bool OR l.mode = 'ExclusiveLock') LIMIT 1"
+        "SELECT l.pid, coalesce(a.application_name, '') FROM pg_catalog.pg_locks AS l \
+         LEFT JOIN pg_catalog.pg_stat_activity AS a ON a.pid = l.pid \
+         WHERE {KEY_FILTER} AND l.granted AND l.pid <> pg_catalog.pg_backend_pid() \
+         AND ($4::pg_catalog.bool OR l.mode = 'ExclusiveLock') LIMIT 1"
     )
 });
 
@@ -154,22 +178,22 @@ pub(crate) static HOLDER: LazyLock<String> = LazyLock::new(|| {
 pub(crate) static STATUS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT l.pid, l.mode, l.granted, a.application_name, a.client_addr, \
-         a.backend_start, (to_jsonb(l) ->> 'waitstart')::timestamptz AS wait_start \
-         FROM pg_locks AS l LEFT JOIN pg_stat_activity AS a ON a.pid = l.pid \
+         a.backend_start, (pg_catalog.to_jsonb(l) ->> 'waitstart')::pg_catalog.timestamptz AS wait_start \
+         FROM pg_catalog.pg_locks AS l LEFT JOIN pg_catalog.pg_stat_activity AS a ON a.pid = l.pid \
          WHERE {KEY_FILTER} \
          ORDER BY l.granted DESC, wait_start NULLS FIRST, l.pid"
     )
 });
 
 /// Whether this session holds the key (`$1..$3` triple) in mode `$4`.
-pub(crate) const IS_HELD: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE \
-     locktype = 'advisory' AND pid = pg_backend_pid() AND granted AND mode = $4::text \
-     AND classid = $1::oid AND objid = $2::oid AND objsubid = $3::int2)";
+pub(crate) const IS_HELD: &str = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE \
+     locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid() AND granted AND mode = $4::pg_catalog.text \
+     AND classid = $1::pg_catalog.oid AND objid = $2::pg_catalog.oid AND objsubid = $3::pg_catalog.int2)";
 
 /// Sets the session's `idle_session_timeout` (a lease's time-to-live).
-pub(crate) const SET_TTL: &str = "SELECT set_config('idle_session_timeout', $1::text, false)";
+pub(crate) const SET_TTL: &str = "SELECT pg_catalog.set_config('idle_session_timeout', $1::pg_catalog.text, false)";
 /// Sets the session's `application_name` (a holder label).
-pub(crate) const SET_LABEL: &str = "SELECT set_config('application_name', $1::text, false)";
+pub(crate) const SET_LABEL: &str = "SELECT pg_catalog.set_config('application_name', $1::pg_catalog.text, false)";
 /// Puts back what [`SET_TTL`] and [`SET_LABEL`] changed on a session pglock does
 /// not own.
 pub(crate) const RESET_TTL: &str = "RESET idle_session_timeout";
@@ -183,7 +207,7 @@ pub(crate) fn millis(d: std::time::Duration) -> Option<String> {
     (ms <= i32::MAX as u128).then(|| format!("{ms}ms"))
 }
 
-pub(crate) const UNLOCK_ALL: &str = "SELECT pg_advisory_unlock_all()";
+pub(crate) const UNLOCK_ALL: &str = "SELECT pg_catalog.pg_advisory_unlock_all()";
 pub(crate) const SAVEPOINT: &str = "SAVEPOINT pglock_acquire";
 pub(crate) const RELEASE_SAVEPOINT: &str = "RELEASE SAVEPOINT pglock_acquire";
 pub(crate) const ROLLBACK_SAVEPOINT: &str =
@@ -197,20 +221,20 @@ mod tests {
     fn statements_name_the_right_functions() {
         assert_eq!(
             lock(Scope::Session, Mode::Exclusive, Attempt::Try, false),
-            "SELECT pg_try_advisory_lock($1::int8)"
+            "SELECT pg_catalog.pg_try_advisory_lock($1::pg_catalog.int8)"
         );
         assert_eq!(
             lock(Scope::Xact, Mode::Shared, Attempt::Try, true),
-            "SELECT pg_try_advisory_xact_lock_shared($1::int4, $2::int4)"
+            "SELECT pg_catalog.pg_try_advisory_xact_lock_shared($1::pg_catalog.int4, $2::pg_catalog.int4)"
         );
         let wait = lock(Scope::Session, Mode::Shared, Attempt::Wait, true);
-        assert!(wait.contains("pg_advisory_lock_shared($1::int4, $2::int4)"));
-        assert!(wait.contains("set_config('lock_timeout', $3::text, true)"));
+        assert!(wait.contains("pg_advisory_lock_shared($1::pg_catalog.int4, $2::pg_catalog.int4)"));
+        assert!(wait.contains("set_config('lock_timeout', $3::pg_catalog.text, true)"));
         assert_eq!(
             unlock(Mode::Shared, false),
-            "SELECT pg_advisory_unlock_shared($1::int8)"
+            "SELECT pg_catalog.pg_advisory_unlock_shared($1::pg_catalog.int8)"
         );
-        assert!(unlock_if_held(Mode::Exclusive, true).contains("classid = $3::oid"));
+        assert!(unlock_if_held(Mode::Exclusive, true).contains("classid = $3::pg_catalog.oid"));
         assert!(unlock_if_held(Mode::Shared, false).contains("mode = 'ShareLock'"));
     }
 }

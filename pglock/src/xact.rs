@@ -11,7 +11,8 @@ use tracing::Instrument;
 
 use crate::conn::Exec;
 use crate::error::Error;
-use crate::lock::{holder, is_pair, key_params, Advisory, Outcome, Wait};
+use crate::acquire::{holder, Outcome, Wait};
+use crate::lock::Advisory;
 use crate::sql::{self, Attempt, Scope};
 
 /// A transaction-level advisory lock to acquire: built by
@@ -104,12 +105,9 @@ impl XactAdvisory {
     /// ends with the transaction like any transaction lock.
     pub async fn acquire_in<T: InTransaction + ?Sized>(&self, tx: &T) -> Result<(), Error> {
         let wait = Wait::of(self.lock.timeout);
-        match self.lock_in(tx.exec(), wait, true).await? {
-            Outcome::Acquired(()) => Ok(()),
-            Outcome::Busy(holder) => {
-                Err(Error::not_acquired(&self.lock.id, wait.reported()).with_holder(holder))
-            }
-        }
+        self.lock_in(tx.exec(), wait, true)
+            .await?
+            .into_result(&self.lock.id, wait)
     }
 
     /// Takes the lock in `tx` if it is free (or frees up within the timeout, when
@@ -149,12 +147,12 @@ impl XactAdvisory {
             let started = Instant::now();
             let key = lock.id.lock_key();
             let error = |e| Error::db(e).with_lock(&lock.id);
-            let pair = is_pair(key);
+            let pair = key.is_pair();
             // First a try: the whole cost when the lock is free (the common case),
             // and cheap to plan where statements cannot be cached.
             let try_lock = exec.prepare(sql::lock(Scope::Xact, lock.mode, Attempt::Try, pair));
             let try_lock = try_lock.await.map_err(error)?;
-            let key_only = key_params(&key);
+            let key_only = key.params();
             let free = exec.query(&try_lock, &key_only).await.map_err(error)?;
             let result = if free.first().is_some_and(|r| r.get(0)) {
                 Ok(true)
@@ -171,7 +169,7 @@ impl XactAdvisory {
                 let wait_lock = wait_lock.await.map_err(error)?;
                 let savepoint = exec.prepare(sql::SAVEPOINT).await.map_err(error)?;
                 let release = exec.prepare(sql::RELEASE_SAVEPOINT).await.map_err(error)?;
-                let mut params = key_params(&key);
+                let mut params = key.params();
                 params.push((&lock_timeout, Type::TEXT));
                 let mut armed = RestoreOnDrop(Some(exec));
                 let (begun, locked) =

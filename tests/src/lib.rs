@@ -442,3 +442,50 @@ fn run(cmd: &mut Command) -> Result<(), String> {
         ))
     }
 }
+
+/// The setup most lock tests share: an observer connection (for `pg_locks`) and a
+/// lock name of the test's own.
+pub struct Fixture {
+    /// A plain connection that is never used to lock: asserts go through it.
+    pub observer: Client,
+    /// A unique lock name.
+    pub name: String,
+}
+
+impl Fixture {
+    /// An observer and a unique name starting with `prefix`.
+    pub async fn new(prefix: &str) -> Fixture {
+        Fixture {
+            observer: connect().await,
+            name: unique_name(prefix),
+        }
+    }
+
+    /// The `pg_locks` rows of the fixture's lock.
+    pub async fn rows(&self) -> Vec<LockRow> {
+        lock_rows(&self.observer, &self.name).await
+    }
+
+    /// The pids holding the fixture's lock.
+    pub async fn holders(&self) -> Vec<i32> {
+        holders(&self.observer, &self.name).await
+    }
+
+    /// Waits (at most 5 s) until nobody holds or waits for the lock; answers
+    /// whether that happened.
+    pub async fn until_free(&self) -> bool {
+        eventually(Duration::from_secs(5), || async { self.rows().await.is_empty() }).await
+    }
+
+    /// A separate plain connection that holds the lock until the returned client
+    /// is dropped or unlocks it (`SELECT pg_advisory_unlock_all()`).
+    pub async fn hold_elsewhere(&self) -> Client {
+        let other = connect().await;
+        let key = pglock::key_for(&self.name).expect("valid name");
+        other
+            .execute("SELECT pg_advisory_lock($1)", &[&key])
+            .await
+            .expect("lock from another session");
+        other
+    }
+}

@@ -119,7 +119,9 @@ async fn second_call_raises_when_busy() {
     assert_eq!(holders(&observer, &name).await.len(), 1);
 
     let ran = AtomicBool::new(false);
-    let err = raise_now(&pool, &name, &ran).await.unwrap_err();
+    // Another process (a pool of its own) finds it busy and is told by whom.
+    let other = pglock_tests::pool(1).await;
+    let err = raise_now(&other, &name, &ran).await.unwrap_err();
     assert!(err.is_not_acquired(), "{err}");
     assert!(err.holder().is_some(), "the error names the holder: {err}");
     assert!(!ran.load(Ordering::SeqCst), "the body must not run");
@@ -172,8 +174,10 @@ async fn second_call_waits_until_the_first_returns() {
     });
     entered.await.unwrap();
 
+    // From another process (a pool of its own), so that it waits on the server.
+    let other = pglock_tests::pool(1).await;
     let second = tokio::spawn({
-        let (pool, name, finished) = (pool.clone(), name.clone(), finished.clone());
+        let (pool, name, finished) = (other.clone(), name.clone(), finished.clone());
         async move { in_turn(&pool, &name, None, &finished).await }
     });
     wait_until_waiting(&observer, &name, None).await;
@@ -273,8 +277,9 @@ async fn shared_calls_run_together_while_an_exclusive_one_waits() {
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(rows.iter().all(|r| r.granted && r.mode == "ShareLock"));
 
+    let other = pglock_tests::pool(1).await;
     let writer = tokio::spawn({
-        let (pool, name, done) = (pool.clone(), name.clone(), done.clone());
+        let (pool, name, done) = (other.clone(), name.clone(), done.clone());
         async move { write_exclusive(&pool, &name, &done).await }
     });
     wait_until_waiting(&observer, &name, None).await;
@@ -535,8 +540,9 @@ async fn released_when_the_future_is_dropped_mid_body() {
         }
     });
     rx.await.unwrap();
+    let other = pglock_tests::pool(1).await;
     let second = tokio::spawn({
-        let (pool, name) = (pool.clone(), name.clone());
+        let (pool, name) = (other.clone(), name.clone());
         async move { raise_wait(&pool, &name, None).await }
     });
     wait_until_waiting(&observer, &name, None).await;
@@ -551,8 +557,9 @@ async fn dropping_a_waiting_call_leaves_no_waiter() {
     let pool = pool(3).await;
     let observer = connect().await;
     let name = unique_name("attr-cancel-wait");
+    let other = pglock_tests::pool(1).await;
     let guard = pglock::advisory(name.as_str())
-        .acquire(&pool)
+        .acquire(&other)
         .await
         .unwrap();
     let waiting = tokio::spawn({

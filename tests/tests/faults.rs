@@ -75,7 +75,8 @@ async fn f1_terminated_holder_is_noticed_and_a_waiter_takes_over() {
         .await
         .unwrap();
     let waiter = {
-        let (pool, name) = (pool.clone(), name.clone());
+        // Another process: a pool of its own.
+        let (pool, name) = (pglock_tests::pool(1).await, name.clone());
         tokio::spawn(async move { pglock::advisory(name.as_str()).acquire(&pool).await })
     };
     pglock_tests::wait_until_waiting(&observer, &name, None).await;

@@ -226,9 +226,18 @@ async fn release_all_frees_everything_of_a_session() {
     for name in &names {
         guards.push(pglock::advisory(name.as_str()).acquire(&s).await.unwrap());
     }
-    // Stacked and shared holds too.
+    // Stacked shared holds too.
+    let stacked = unique_name("inspect-all-stacked");
     guards.push(
-        pglock::advisory(names[0].as_str())
+        pglock::advisory(stacked.as_str())
+            .shared()
+            .acquire(&s)
+            .await
+            .unwrap(),
+    );
+    guards.push(
+        pglock::advisory(stacked.as_str())
+            .shared()
             .acquire(&s)
             .await
             .unwrap(),
@@ -249,10 +258,10 @@ async fn release_all_frees_everything_of_a_session() {
         .await
         .unwrap();
 
-    assert_eq!(advisory_locks_of(&observer, pid).await, 4);
+    assert_eq!(advisory_locks_of(&observer, pid).await, 5);
     pglock::release_all(s.client()).await.unwrap();
     assert_eq!(advisory_locks_of(&observer, pid).await, 0);
-    for name in names.iter().chain([&shared]) {
+    for name in names.iter().chain([&shared, &stacked]) {
         assert!(lock_rows(&observer, name).await.is_empty(), "{name}");
     }
     assert_eq!(

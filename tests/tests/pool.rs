@@ -162,9 +162,9 @@ async fn closed_or_unreachable_pool_is_a_pool_error() {
     assert!(!err.to_string().is_empty());
 }
 
-/// Documented: through a pool each guard has its own connection, so a second
-/// guard on the same name in the same task waits for the first (here: times out,
-/// or is refused by `try_acquire`), and gets it once the first is released.
+/// Two guards of one pool on one name exclude each other: the second waits for
+/// the first in the process (here: times out, or is refused by `try_acquire`),
+/// and gets it once the first is released.
 #[tokio::test]
 async fn two_pooled_guards_on_one_key_exclude_each_other() {
     let observer = connect().await;
@@ -180,8 +180,11 @@ async fn two_pooled_guards_on_one_key_exclude_each_other() {
         .await
         .unwrap_err();
     assert!(err.is_not_acquired(), "{err:?}");
+    // It waited in the process, not on a second connection, and does not blame
+    // the process's own connection as if it were someone else.
+    assert!(err.holder().is_none(), "{err:?}");
+    assert!(err.to_string().contains("this process"), "{err}");
     let holder_pid = pid_of(first.client()).await;
-    assert_eq!(err.holder().map(|h| h.pid), Some(holder_pid));
     assert!(pglock::advisory(name.as_str())
         .try_acquire(&pool)
         .await

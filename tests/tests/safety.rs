@@ -86,9 +86,11 @@ async fn lease_expires_on_the_server_when_not_renewed() {
         })
         .await
     );
+    // Another process takes it over.
+    let other = pool_of_its_own().await;
     let waiter = pglock::advisory(name.as_str())
         .timeout(Duration::from_secs(5))
-        .acquire(&pool)
+        .acquire(&other)
         .await
         .unwrap();
     assert!(guard.release().await.unwrap_err().is_lost());
@@ -111,7 +113,12 @@ async fn watching_a_lease_for_loss_does_not_renew_it() {
         .await
         .expect("the unrenewed lease expired although lost() was watching");
     assert!(lost.is_lost(), "{lost}");
-    assert!(holders(&observer, &name).await.is_empty());
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            holders(&observer, &name).await.is_empty()
+        })
+        .await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,7 +218,8 @@ async fn lease_settings_never_reach_the_pool_or_outlive_a_session_lock() {
     assert_eq!(show(&other, "idle_session_timeout").await, "0");
     drop(other);
     guard.release().await.unwrap();
-    // Through a session: its settings come back after release.
+    // A session is shared by its guards: per-guard settings are refused there,
+    // and nothing changes.
     let session = session().await;
     let before: String = session
         .client()
@@ -219,20 +227,13 @@ async fn lease_settings_never_reach_the_pool_or_outlive_a_session_lock() {
         .await
         .unwrap()
         .get(0);
-    let guard = pglock::advisory(name.as_str())
+    let err = pglock::advisory(name.as_str())
         .lease(Duration::from_secs(30))
         .label("leased-by-test")
         .acquire(&session)
         .await
-        .unwrap();
-    let during: String = session
-        .client()
-        .query_one("SHOW idle_session_timeout", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(during, "30s");
-    guard.release().await.unwrap();
+        .unwrap_err();
+    assert!(err.is_misuse(), "{err}");
     let after: String = session
         .client()
         .query_one("SHOW idle_session_timeout", &[])
@@ -290,16 +291,18 @@ async fn fencing_tokens_strictly_increase() {
         .acquire(&pool)
         .await
         .unwrap();
+    // From another process, so that the attempts reach the server.
+    let other = pool_of_its_own().await;
     let busy = pglock::advisory(name.as_str())
         .fencing()
-        .try_acquire(&pool)
+        .try_acquire(&other)
         .await
         .unwrap();
     assert!(busy.is_none());
     let timed_out = pglock::advisory(name.as_str())
         .fencing()
         .timeout(Duration::from_millis(50))
-        .acquire(&pool)
+        .acquire(&other)
         .await
         .unwrap_err();
     assert!(timed_out.is_not_acquired());
@@ -321,18 +324,27 @@ async fn fencing_tokens_strictly_increase() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fencing_without_its_table_is_a_clear_error_and_holds_nothing() {
-    let observer = connect().await;
     let owner = connect().await;
-    // A schema of our own, without the table, first in the search path.
-    let schema = format!("pglock_nofence_{}", std::process::id());
+    // A database of our own, without the table (its place is fixed:
+    // public.pglock_fencing, whatever the search path).
+    let db = format!("pglock_nofence_{}", std::process::id());
     owner
-        .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+        .await
+        .unwrap();
+    owner
+        .batch_execute(&format!("CREATE DATABASE {db}"))
         .await
         .unwrap();
     let url = pglock_tests::database_url().await;
     let mut config: tokio_postgres::Config = url.parse().unwrap();
-    config.options(format!("-c search_path={schema}"));
+    config.dbname(&db);
     let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    let observer = {
+        let (c, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        c
+    };
     tokio::spawn(conn);
     let session = pglock::Session::new(client);
     let name = unique_name("fencing-missing");
@@ -344,8 +356,9 @@ async fn fencing_without_its_table_is_a_clear_error_and_holds_nothing() {
     assert!(err.is_misuse(), "{err:?}");
     assert!(err.to_string().contains("install_fencing"), "{err}");
     assert!(lock_rows(&observer, &name).await.is_empty());
+    drop((session, observer));
     owner
-        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
         .await
         .unwrap();
 }
@@ -374,9 +387,11 @@ async fn acquisitions_have_unique_ids_and_labels_show_in_listings() {
         status.holders[0].application_name.as_deref(),
         Some("invoice-worker-7")
     );
+    // Another process (a pool of its own) is told who holds it.
+    let other = pool_of_its_own().await;
     let err = pglock::advisory(name.as_str())
         .timeout(Duration::ZERO)
-        .acquire(&pool)
+        .acquire(&other)
         .await
         .unwrap_err();
     assert_eq!(err.holder().unwrap().application_name, "invoice-worker-7");
@@ -415,4 +430,9 @@ async fn library_connections_get_dead_peer_settings() {
     let options = config.get_options().unwrap();
     assert!(options.starts_with("-c work_mem=8MB"), "{options}");
     assert!(options.contains("tcp_keepalives_idle=10"), "{options}");
+}
+
+/// A pool standing for another process.
+async fn pool_of_its_own() -> deadpool_postgres::Pool {
+    pool(1).await
 }

@@ -1,6 +1,7 @@
-//! Sessions: locks taken through clones of one `Session` stack (both granted, the
-//! lock is held until the last release), different sessions exclude each other,
-//! and one session can be shared by concurrent tasks.
+//! Sessions: shared locks taken through clones of one `Session` stack (both
+//! granted, the lock is held until the last release), exclusive ones exclude each
+//! other as different sessions do, and one session can be shared by concurrent
+//! tasks.
 
 use std::time::Duration;
 
@@ -8,50 +9,51 @@ use pglock_tests::{
     advisory_locks_of, connect, eventually, holders, lock_rows, pid_of, unique_name,
 };
 
+/// Shared guards of one session stack (both granted, held until the last
+/// release); an exclusive one is kept out of them in the process.
 #[tokio::test]
-async fn one_session_stacks() {
-    let observer = connect().await;
+async fn one_session_stacks_shared_guards() {
+    let fx = pglock_tests::Fixture::new("session-stack").await;
     let s = pglock_tests::session().await;
     let clone = s.clone();
     let pid = pid_of(s.client()).await;
-    let name = unique_name("session-stack");
+    let name = fx.name.as_str();
 
-    let first = pglock::advisory(name.as_str())
-        .timeout(Duration::from_secs(5))
-        .acquire(&s)
-        .await
-        .unwrap();
-    // Granted at once although the lock is held: it is this session's.
-    let second = pglock::advisory(name.as_str())
+    let first = pglock::advisory(name).shared().acquire(&s).await.unwrap();
+    let second = pglock::advisory(name)
+        .shared()
         .timeout(Duration::ZERO)
         .acquire(&clone)
         .await
-        .expect("the same session takes its own lock again");
-    assert_eq!(holders(&observer, &name).await, vec![pid]);
+        .expect("the same session takes its own shared lock again");
+    assert_eq!(fx.holders().await, vec![pid]);
+    // An exclusive guard of the same session is kept out.
+    let err = pglock::advisory(name)
+        .timeout(Duration::ZERO)
+        .acquire(&clone)
+        .await
+        .unwrap_err();
+    assert!(err.is_not_acquired(), "{err}");
 
     // Another session is kept out while the stack is held.
     let other = pglock_tests::session().await;
-    assert!(pglock::advisory(name.as_str())
+    assert!(pglock::advisory(name)
         .try_acquire(&other)
         .await
         .unwrap()
         .is_none());
 
     first.release().await.unwrap();
-    assert_eq!(
-        holders(&observer, &name).await,
-        vec![pid],
-        "one release of two freed the lock"
-    );
-    assert!(pglock::advisory(name.as_str())
+    assert_eq!(fx.holders().await, vec![pid], "one release of two freed the lock");
+    assert!(pglock::advisory(name)
         .try_acquire(&other)
         .await
         .unwrap()
         .is_none());
 
     second.release().await.unwrap();
-    assert!(lock_rows(&observer, &name).await.is_empty());
-    let taken = pglock::advisory(name.as_str())
+    assert!(fx.rows().await.is_empty());
+    let taken = pglock::advisory(name)
         .try_acquire(&other)
         .await
         .unwrap()
@@ -66,8 +68,8 @@ async fn stacked_guards_dropped_free_the_lock_after_the_last() {
     let s = pglock_tests::session().await;
     let pid = pid_of(s.client()).await;
     let name = unique_name("session-stack-drop");
-    let a = pglock::advisory(name.as_str()).acquire(&s).await.unwrap();
-    let b = pglock::advisory(name.as_str()).acquire(&s).await.unwrap();
+    let a = pglock::advisory(name.as_str()).shared().acquire(&s).await.unwrap();
+    let b = pglock::advisory(name.as_str()).shared().acquire(&s).await.unwrap();
     drop(a);
     // The unlock of `a` is queued ahead of this query on the same connection.
     s.client().query_one("SELECT 1", &[]).await.unwrap();
@@ -105,7 +107,7 @@ async fn different_sessions_exclude_each_other() {
 }
 
 /// One session shared by many tasks: each takes its own lock (and all take one
-/// common lock, which stacks), concurrently, on the one connection.
+/// common shared lock, which stacks), concurrently, on the one connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_is_shared_across_tasks() {
     let observer = connect().await;
@@ -127,6 +129,7 @@ async fn a_session_is_shared_across_tasks() {
                 .acquire(&s)
                 .await?;
             let shared = pglock::advisory(common.as_str())
+                .shared()
                 .timeout(Duration::from_secs(5))
                 .acquire(&s)
                 .await?;

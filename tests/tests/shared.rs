@@ -137,22 +137,31 @@ async fn shared_waits_for_an_exclusive_holder() {
 }
 
 /// Releasing a shared guard releases the shared hold, not an exclusive one the
-/// same session may also have.
+/// same session may also have (taken here outside pglock, with plain SQL: two
+/// pglock guards of one session exclude each other).
 #[tokio::test]
 async fn release_matches_the_mode() {
     let observer = connect().await;
     let s = session().await;
     let name = unique_name("shared-release-mode");
-    let shared = pglock::advisory(name.as_str())
-        .shared()
-        .acquire(&s)
+    let key = pglock::key_for(&name).unwrap();
+    s.client()
+        .execute("SELECT pg_advisory_lock($1)", &[&key])
         .await
         .unwrap();
-    let exclusive = pglock::advisory(name.as_str())
+    let shared = pglock::advisory(name.as_str())
+        .shared()
         .timeout(Duration::ZERO)
         .acquire(&s)
         .await
         .expect("a session may hold both modes of its own lock");
+    // A second pglock guard in the other mode is kept out in the process.
+    let err = pglock::advisory(name.as_str())
+        .timeout(Duration::ZERO)
+        .acquire(&s)
+        .await
+        .unwrap_err();
+    assert!(err.is_not_acquired(), "{err}");
     let modes = |rows: Vec<pglock_tests::LockRow>| {
         let mut m: Vec<String> = rows.into_iter().map(|r| r.mode).collect();
         m.sort();
@@ -164,6 +173,9 @@ async fn release_matches_the_mode() {
     );
     shared.release().await.unwrap();
     assert_eq!(modes(lock_rows(&observer, &name).await), ["ExclusiveLock"]);
-    exclusive.release().await.unwrap();
+    s.client()
+        .execute("SELECT pg_advisory_unlock($1)", &[&key])
+        .await
+        .unwrap();
     assert!(lock_rows(&observer, &name).await.is_empty());
 }

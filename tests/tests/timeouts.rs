@@ -77,9 +77,11 @@ async fn zero_timeout_tries_once_and_names_the_holder() {
         .get(0);
     assert_eq!(app, "pglock-tests");
 
+    // Another process (a pool of its own) is told who holds it.
+    let other = pglock_tests::pool(1).await;
     let err = pglock::advisory(name.as_str())
         .timeout(Duration::ZERO)
-        .acquire(&pool)
+        .acquire(&other)
         .await
         .unwrap_err();
     assert!(err.is_not_acquired(), "{err:?}");

@@ -19,7 +19,7 @@ use tokio_postgres::types::Type;
 use crate::conn::{Exec, Param};
 use crate::error::Error;
 use crate::guard::Guard;
-use crate::session::Session;
+use crate::conn::Session;
 use crate::sql;
 
 /// A guard's lease: its time-to-live and the task renewing it, if any.

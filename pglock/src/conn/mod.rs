@@ -1,18 +1,30 @@
-//! The connections pglock locks on, behind one small interface.
+//! The connection layer: the connections pglock locks on, behind one small
+//! interface ([`Exec`] borrowed, [`Conn`] owned by a guard), the sources they come
+//! from, and the per-source [`ledger`] of holds.
 //!
 //! Statements are prepared once per connection where a cache exists (a pooled
 //! connection's, a [`Session`]'s) and sent as unnamed typed statements otherwise
-//! (a plain `tokio_postgres::Transaction`); either way an attempt is one round trip
-//! once warm.
+//! (a plain `tokio_postgres::Transaction` or `Client`); either way an attempt is
+//! one round trip once warm.
+//!
+//! Statements on one connection run in the order they were queued, and a lock
+//! wait holds up everything queued behind it. The ledger is what makes that order
+//! safe when several guards share a connection.
+
+pub(crate) mod ledger;
+mod session;
+pub(crate) mod source;
 
 use std::future::Future;
 
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{CancelToken, Row, Statement};
 
-use crate::session::Session;
+pub use session::Session;
+pub use source::{Borrowable, Source};
 
-pub(crate) type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+pub(crate) use crate::key::Param;
+use crate::sql;
 
 /// A statement ready to run on one connection.
 pub(crate) enum Prepared {
@@ -28,6 +40,8 @@ pub enum Exec<'a> {
     Pooled(&'a deadpool_postgres::Object),
     Tx(&'a tokio_postgres::Transaction<'a>),
     PooledTx(&'a deadpool_postgres::Transaction<'a>),
+    /// A connection the caller lent to a guard.
+    Client(&'a tokio_postgres::Client),
 }
 
 impl<'a> Exec<'a> {
@@ -40,7 +54,7 @@ impl<'a> Exec<'a> {
             Exec::Session(s) => Prepared::Statement(s.prepare_cached(sql).await?),
             Exec::Pooled(o) => Prepared::Statement(o.prepare_cached(sql).await?),
             Exec::PooledTx(t) => Prepared::Statement(t.prepare_cached(sql).await?),
-            Exec::Tx(_) => Prepared::Typed(sql),
+            Exec::Tx(_) | Exec::Client(_) => Prepared::Typed(sql),
         })
     }
 
@@ -62,6 +76,7 @@ impl<'a> Exec<'a> {
                     Exec::PooledTx(t) => t.query_typed(sql, params).await,
                     Exec::Session(s) => s.client().query_typed(sql, params).await,
                     Exec::Pooled(o) => o.query_typed(sql, params).await,
+                    Exec::Client(c) => c.query_typed(sql, params).await,
                 },
                 Prepared::Statement(st) => {
                     let untyped: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.0).collect();
@@ -70,6 +85,7 @@ impl<'a> Exec<'a> {
                         Exec::Pooled(o) => o.query(st, &untyped).await,
                         Exec::Tx(t) => t.query(st, &untyped).await,
                         Exec::PooledTx(t) => t.query(st, &untyped).await,
+                        Exec::Client(c) => c.query(st, &untyped).await,
                     }
                 }
             }
@@ -92,6 +108,7 @@ impl<'a> Exec<'a> {
             Exec::Pooled(o) => o.batch_execute(sql).await,
             Exec::Tx(t) => t.batch_execute(sql).await,
             Exec::PooledTx(t) => t.batch_execute(sql).await,
+            Exec::Client(c) => c.batch_execute(sql).await,
         }
     }
 
@@ -101,6 +118,7 @@ impl<'a> Exec<'a> {
             Exec::Pooled(o) => o.cancel_token(),
             Exec::Tx(t) => t.cancel_token(),
             Exec::PooledTx(t) => t.cancel_token(),
+            Exec::Client(c) => c.cancel_token(),
         }
     }
 }
@@ -132,6 +150,20 @@ impl Conn {
         }
     }
 
+    /// The client for a guard's owner to use mutably (transactions): only a
+    /// connection the guard has to itself.
+    pub(crate) fn client_mut(&mut self) -> Option<&mut tokio_postgres::Client> {
+        match self {
+            Conn::Pooled(o) => Some(&mut **o),
+            Conn::Session(_) | Conn::Dedicated(_) => None,
+        }
+    }
+
+    /// Whether other guards may share this connection.
+    pub(crate) fn is_shared(&self) -> bool {
+        matches!(self, Conn::Session(_))
+    }
+
     /// Gives the connection up after a failure that may have left it in an unknown
     /// state: a pooled connection is detached from its pool and closed (ending its
     /// session frees every lock it held); a dedicated one is closed with its last
@@ -140,6 +172,37 @@ impl Conn {
         if let Conn::Pooled(o) = self {
             drop(deadpool_postgres::Object::take(*o));
         }
+    }
+}
+
+/// Session settings an acquisition changed on a connection that outlives the
+/// lock (a pooled one): they are put back with the unlock.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Settings {
+    pub(crate) reset_ttl: bool,
+    pub(crate) reset_label: bool,
+}
+
+impl Settings {
+    pub(crate) fn changed(self) -> bool {
+        self.reset_ttl || self.reset_label
+    }
+
+    /// The statements that put the settings back.
+    pub(crate) fn resets(self) -> impl Iterator<Item = &'static str> {
+        [
+            (self.reset_ttl, sql::RESET_TTL),
+            (self.reset_label, sql::RESET_LABEL),
+        ]
+        .into_iter()
+        .filter_map(|(on, sql)| on.then_some(sql))
+    }
+
+    pub(crate) async fn reset(self, exec: Exec<'_>) -> Result<(), tokio_postgres::Error> {
+        for sql in self.resets() {
+            exec.batch(sql).await?;
+        }
+        Ok(())
     }
 }
 

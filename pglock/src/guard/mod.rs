@@ -1,5 +1,9 @@
 //! [`Guard`]: a held session lock, and what happens when one is dropped.
 
+mod lease;
+pub(crate) mod pending;
+mod watch;
+
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::future::Future;
@@ -13,11 +17,13 @@ use futures_util::future::{join, join_all};
 use tokio_postgres::{Client, Row};
 use tracing::Instrument;
 
-use crate::conn::{self, Conn, Exec, Param, Prepared};
+pub(crate) use lease::{ttl_value, Lease};
+pub use watch::DEFAULT_CHECK_EVERY;
+
+use crate::conn::ledger::Hold;
+use crate::conn::{Conn, Exec, Prepared, Settings};
 use crate::error::Error;
-use crate::key::{LockId, LockKey};
-use crate::lease::Lease;
-use crate::lock::{is_pair, key_params, unlock_if_held, Mode, Settings};
+use crate::key::{LockId, LockKey, Mode};
 use crate::sql;
 
 /// A held session-level advisory lock.
@@ -31,15 +37,18 @@ use crate::sql;
 ///
 /// The guard is `Send + 'static`: move it into a spawned task if the work lives
 /// there.
-#[must_use = "dropping a guard releases its lock at once"]
+#[must_use = "dropping a guard releases its lock at once: bind it, `let _guard = …`, \
+              for as long as the lock must be held"]
 pub struct Guard {
     conn: Option<Conn>,
+    /// This guard's place in its source's ledger, given up once the unlock is
+    /// through.
+    hold: Option<Hold>,
     id: LockId,
     mode: Mode,
     acquired_at: Instant,
     acquired_system: SystemTime,
     wait: Duration,
-    unlock_sent: bool,
     acquisition_id: u128,
     held: Held,
 }
@@ -54,16 +63,23 @@ pub(crate) struct Held {
 }
 
 impl Guard {
-    pub(crate) fn new(conn: Conn, id: LockId, mode: Mode, started: Instant, held: Held) -> Guard {
+    pub(crate) fn new(
+        conn: Conn,
+        hold: Hold,
+        id: LockId,
+        mode: Mode,
+        started: Instant,
+        held: Held,
+    ) -> Guard {
         let acquired_at = Instant::now();
         Guard {
             conn: Some(conn),
+            hold: Some(hold),
             id,
             mode,
             acquired_at,
             acquired_system: SystemTime::now(),
             wait: acquired_at - started,
-            unlock_sent: false,
             acquisition_id: new_acquisition_id(),
             held,
         }
@@ -139,6 +155,19 @@ impl Guard {
         self.conn().client()
     }
 
+    /// The connection holding the lock, mutably — for a transaction on the locked
+    /// connection (`guard.client_mut().unwrap().transaction()`) — when the guard
+    /// has the connection to itself (taken through a pool). `None` on a shared
+    /// [`Session`](crate::Session) and for a lock with an automatically renewed
+    /// lease, whose connection a renewing task shares. The same caveats as
+    /// [`client`](Guard::client) apply: finish your transaction before releasing.
+    pub fn client_mut(&mut self) -> Option<&mut Client> {
+        self.conn
+            .as_mut()
+            .expect("a guard owns its connection until it is released")
+            .client_mut()
+    }
+
     pub(crate) fn conn(&self) -> &Conn {
         self.conn
             .as_ref()
@@ -165,44 +194,82 @@ impl Guard {
             held_us = self.acquired_at.elapsed().as_micros() as u64
         );
         async move {
-            let key = self.key();
-            let statement = sql::unlock(self.mode, is_pair(key));
-            let prepared = match self.conn().exec().prepare(statement).await {
-                Ok(p) => p,
-                Err(e) => return Err(self.release_error(e)),
-            };
             if let Some(lease) = &mut self.held.lease {
                 lease.stop();
             }
-            self.unlock_sent = true;
-            let (result, reset) =
-                unlock(self.conn().exec(), &prepared, key, self.held.settings).await;
+            let key = self.key();
+            let statement = sql::unlock(self.mode, key.is_pair());
+            // Dropped here, the guard's drop releases the lock.
+            let prepared = self.conn().exec().prepare(statement).await;
+            // From here on the guard's drop does nothing: this call sees the
+            // release through. Dropped after this point, the unlock is already
+            // queued on the connection, ahead of anything else that will run on it.
             let conn = self
                 .conn
                 .take()
                 .expect("a guard owns its connection until it is released");
-            if result.is_err() || !reset || matches!(conn, Conn::Dedicated(_)) {
-                conn.discard();
-            }
-            match result {
-                Ok(true) => {
+            let hold = self.hold.take();
+            let result = match prepared {
+                Ok(prepared) => unlock(conn.exec(), &prepared, key, self.held.settings).await,
+                Err(e) => (Err(e), false),
+            };
+            match finish(conn, hold, &self.id, self.mode, result) {
+                Ok(()) => {
                     tracing::debug!("pglock: released");
                     Ok(())
                 }
-                Ok(false) => Err(Error::lost(&self.id)),
-                Err(e) => Err(self.release_error(e)),
+                Err(e) => Err(e),
             }
         }
         .instrument(span)
         .await
     }
+}
 
-    fn release_error(&self, e: tokio_postgres::Error) -> Error {
-        let err = Error::db(e).with_lock(&self.id);
-        if err.is_connection_lost() {
-            err.into_lost()
-        } else {
-            err
+/// Settles an unlock's answer: a connection whose settings could not be put back
+/// (or that was dedicated to the lock) is closed; an unlock that could not run is
+/// taken over by the session, or the pooled connection is closed, which frees the
+/// lock; the ledger's hold is given up once the lock is released.
+fn finish(
+    conn: Conn,
+    hold: Option<Hold>,
+    id: &LockId,
+    mode: Mode,
+    (result, reset): (Result<bool, tokio_postgres::Error>, bool),
+) -> Result<(), Error> {
+    match result {
+        Ok(held) => {
+            if !reset || matches!(conn, Conn::Dedicated(_)) {
+                conn.discard();
+            }
+            drop(hold);
+            match held {
+                true => Ok(()),
+                false => Err(Error::lost(id)),
+            }
+        }
+        Err(e) => {
+            let err = Error::db(e).with_lock(id);
+            if err.is_connection_lost() {
+                return Err(err.into_lost());
+            }
+            Err(match conn {
+                Conn::Session(session) => {
+                    session.owe_unlock(id.clone(), mode, false, hold);
+                    err.context(
+                        "the unlock could not run; the session retries it until it goes \
+                         through (after the open transaction ends), and a session that drives \
+                         its own connection closes it after 5 s",
+                    )
+                }
+                conn => {
+                    conn.discard();
+                    err.context(
+                        "the unlock could not run; its connection was closed instead, which \
+                         frees the lock",
+                    )
+                }
+            })
         }
     }
 }
@@ -214,29 +281,24 @@ fn unlocked(rows: &[Row]) -> bool {
 impl Drop for Guard {
     fn drop(&mut self) {
         let Some(conn) = self.conn.take() else { return };
-        if self.unlock_sent {
-            // `release` was cancelled after queueing its unlock.
-            return;
-        }
         if let Some(lease) = &mut self.held.lease {
             lease.stop();
         }
-        let (key, id, settings) = (self.key(), self.id.clone(), self.held.settings);
-        let statement = Prepared::Typed(sql::unlock(self.mode, is_pair(key)));
+        let hold = self.hold.take();
+        if let Some(hold) = &hold {
+            hold.disown();
+        }
+        let (key, id, mode, settings) = (self.key(), self.id.clone(), self.mode, self.held.settings);
+        let statement = Prepared::Typed(sql::unlock(mode, key.is_pair()));
         finish_detached(async move {
             // Typed, not prepared: queued on the very first poll, in `finish_detached`.
-            let (result, reset) = unlock(conn.exec(), &statement, key, settings).await;
-            match &result {
-                Ok(true) => tracing::debug!(lock = %id, "pglock: released on drop"),
-                Ok(false) => {
-                    tracing::warn!(lock = %id, "pglock: lock was already lost when its guard was dropped")
+            let result = unlock(conn.exec(), &statement, key, settings).await;
+            match finish(conn, hold, &id, mode, result) {
+                Ok(()) => tracing::debug!(lock = %id, "pglock: released on drop"),
+                Err(e) if e.is_lost() => {
+                    tracing::warn!(lock = %id, error = %e, "pglock: lock was already lost when its guard was dropped")
                 }
-                Err(e) => {
-                    tracing::warn!(lock = %id, error = %e, "pglock: unlock on drop failed; closing the connection")
-                }
-            }
-            if result.is_err() || !reset || matches!(conn, Conn::Dedicated(_)) {
-                conn.discard();
+                Err(e) => tracing::warn!(lock = %id, error = %e, "pglock: unlock on drop failed"),
             }
         });
     }
@@ -250,7 +312,7 @@ async fn unlock(
     key: LockKey,
     settings: Settings,
 ) -> (Result<bool, tokio_postgres::Error>, bool) {
-    let params = key_params(&key);
+    let params = key.params();
     let resets: Vec<Prepared> = settings.resets().map(Prepared::Typed).collect();
     let (result, reset) = join(
         exec.query(statement, &params),
@@ -299,98 +361,6 @@ pub(crate) fn finish_detached(work: impl Future<Output = ()> + Send + 'static) {
     }
     if let Ok(handle) = tokio::runtime::Handle::try_current() {
         drop(handle.spawn(work));
-    }
-}
-
-/// An acquisition whose lock statement is on the wire. If it is dropped there (the
-/// acquire future was cancelled), it cancels the wait and releases the lock if the
-/// server granted it anyway, before the connection is used again.
-pub(crate) struct Pending {
-    conn: Option<Conn>,
-    id: LockId,
-    mode: Mode,
-    settings: Settings,
-    sent: bool,
-}
-
-impl Pending {
-    pub(crate) fn new(conn: Conn, id: LockId, mode: Mode, settings: Settings) -> Pending {
-        Pending {
-            conn: Some(conn),
-            id,
-            mode,
-            settings,
-            sent: false,
-        }
-    }
-
-    /// Sends the lock statement, pipelined with `extras` behind it, and waits for
-    /// their answers.
-    pub(crate) async fn send(
-        &mut self,
-        prepared: &Prepared,
-        params: &[Param<'_>],
-        extras: &[(Prepared, &[Param<'_>])],
-    ) -> (
-        Result<Vec<Row>, tokio_postgres::Error>,
-        Vec<Result<Vec<Row>, tokio_postgres::Error>>,
-    ) {
-        // The statements are queued on the first poll of the query futures, in the
-        // same poll as this flag is set: a drop after this line has sent them.
-        self.sent = true;
-        let exec = self
-            .conn
-            .as_ref()
-            .expect("pending owns its connection")
-            .exec();
-        let extras = join_all(extras.iter().map(|(p, ps)| exec.query(p, ps)));
-        join(exec.query(prepared, params), extras).await
-    }
-
-    pub(crate) fn disarm(mut self) -> Conn {
-        self.conn.take().expect("pending owns its connection")
-    }
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        let Some(conn) = self.conn.take() else { return };
-        if !self.sent {
-            return;
-        }
-        let (id, mode) = (self.id.clone(), self.mode);
-        tracing::debug!(lock = %id, "pglock: acquire cancelled while waiting; cleaning up");
-        match conn {
-            // A session is shared, and a cancel request interrupts whatever the
-            // connection runs when it lands — possibly another task's statement
-            // queued behind the wait. So no cancel: the release-if-granted is
-            // queued right now, behind the wait, and runs the moment it ends.
-            Conn::Session(_) => {
-                let resets: Vec<Prepared> = self.settings.resets().map(Prepared::Typed).collect();
-                finish_detached(async move {
-                    let exec = conn.exec();
-                    let (unlocked, reset) = join(
-                        unlock_if_held(exec, id.lock_key(), mode, true),
-                        join_all(resets.iter().map(|r| exec.query(r, &[]))),
-                    )
-                    .await;
-                    if unlocked.is_err() || reset.iter().any(Result::is_err) {
-                        tracing::warn!(lock = %id, "pglock: cleanup after a cancelled acquire failed");
-                    }
-                })
-            }
-            // A pooled (or dedicated) connection is ours alone: cancel the wait and
-            // close the connection, never reuse it. Its session ends as soon as the
-            // wait does, which frees anything granted meanwhile, and a cancel that
-            // lands late has nobody's statement to hit.
-            Conn::Pooled(_) | Conn::Dedicated(_) => {
-                let token = conn.exec().cancel_token();
-                conn.discard();
-                if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                    drop(handle.spawn(conn::cancel(token)));
-                }
-            }
-        }
     }
 }
 

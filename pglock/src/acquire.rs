@@ -1,0 +1,531 @@
+//! Session-level acquisition: the one algorithm every session-lock guard is made
+//! by, whatever the connection (pooled, a shared [`Session`], or lent).
+//!
+//! 1. The source's ledger admits the attempt (in-process exclusion; see
+//!    `conn::ledger`), within the timeout.
+//! 2. The lock statement goes out with its [`Extra`] statements pipelined behind
+//!    it: one round trip. A finite timeout is a statement-local `lock_timeout`.
+//! 3. A failed wait may still have been granted (PostgreSQL can raise the
+//!    `lock_timeout` error although the lock was granted; a session lock then
+//!    stays held), so every failed attempt is followed by an unlock-if-held — the
+//!    next statement about the key on that connection, since the admission is
+//!    held until it has run.
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::{join, join_all};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
+use tracing::Instrument;
+
+use crate::conn::ledger::{LocalWait, Refusal, Task};
+use crate::conn::{Conn, Exec, Param, Prepared, Settings, Source};
+use crate::error::{Error, Holder};
+use crate::fencing;
+use crate::guard::pending::{unlock_if_held, Pending, Target};
+use crate::guard::{ttl_value, Guard, Held, Lease, DEFAULT_CHECK_EVERY};
+use crate::key::{LockKey, Mode};
+use crate::lock::Advisory;
+use crate::sql::{self, Attempt};
+
+/// How long an attempt may wait.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Wait {
+    /// One try (`pg_try_advisory_*`).
+    Zero,
+    /// The server waits at most this long (`lock_timeout`), then gives up.
+    For(Duration),
+    /// The server waits until the lock is granted, whatever the session's
+    /// `lock_timeout`.
+    Forever,
+}
+
+impl Wait {
+    pub(crate) fn of(timeout: Option<Duration>) -> Wait {
+        match timeout {
+            None => Wait::Forever,
+            Some(d) if d.is_zero() => Wait::Zero,
+            Some(d) => Wait::For(d),
+        }
+    }
+
+    pub(crate) fn attempt(self) -> Attempt {
+        match self {
+            Wait::Zero => Attempt::Try,
+            _ => Attempt::Wait,
+        }
+    }
+
+    /// The `lock_timeout` value for a waiting attempt: whole milliseconds, rounded
+    /// up; `0` (no limit) to wait forever.
+    pub(crate) fn lock_timeout(self) -> Result<String, Error> {
+        match self {
+            Wait::Zero | Wait::Forever => Ok("0".to_string()),
+            Wait::For(d) => sql::millis(d).ok_or_else(|| {
+                Error::invalid_argument(format!(
+                    "timeout {d:?} is longer than PostgreSQL's lock_timeout allows \
+                     (2147483647 ms, about 24.8 days); leave the timeout unset to wait \
+                     without limit"
+                ))
+            }),
+        }
+    }
+
+    /// The timeout to report when the lock was not acquired.
+    pub(crate) fn reported(self) -> Duration {
+        match self {
+            Wait::For(d) => d,
+            _ => Duration::ZERO,
+        }
+    }
+
+    fn local(self, started: Instant) -> LocalWait {
+        match self {
+            Wait::Zero => LocalWait::Try,
+            Wait::For(d) => LocalWait::Until(started + d),
+            Wait::Forever => LocalWait::Forever,
+        }
+    }
+
+    /// What is left of the wait once `started` has passed; `None` when nothing is.
+    fn remaining(self, started: Instant) -> Option<Wait> {
+        match self {
+            Wait::For(d) => {
+                let left = d.checked_sub(started.elapsed())?;
+                // Below a millisecond the server could not wait anyway.
+                (left >= Duration::from_millis(1)).then_some(Wait::For(left))
+            }
+            other => Some(other),
+        }
+    }
+}
+
+/// What one attempt came to.
+pub(crate) enum Outcome<T> {
+    Acquired(T),
+    /// Busy on the server; the holder, when asked for and known.
+    Busy(Option<Holder>),
+    /// Busy in the process: another guard of the same source holds it.
+    BusyHere,
+}
+
+impl<T> Outcome<T> {
+    /// The error for a busy outcome of an acquisition that had to succeed.
+    pub(crate) fn into_result(self, lock: &crate::key::LockId, wait: Wait) -> Result<T, Error> {
+        match self {
+            Outcome::Acquired(t) => Ok(t),
+            Outcome::Busy(holder) => {
+                Err(Error::not_acquired(lock, wait.reported()).with_holder(holder))
+            }
+            Outcome::BusyHere => Err(Error::not_acquired(lock, wait.reported())
+                .context("another guard of this process holds it through the same source")),
+        }
+    }
+
+    /// `None` for a busy outcome.
+    pub(crate) fn acquired(self) -> Option<T> {
+        match self {
+            Outcome::Acquired(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// A statement pipelined behind the lock statement, in the same round trip.
+enum Extra {
+    /// A lease: the session's `idle_session_timeout`.
+    Ttl(String),
+    /// A holder label: the session's `application_name`.
+    Label(String),
+    /// The next fencing token, written only if the lock was granted.
+    Fencing {
+        space: i16,
+        key: i64,
+        triple: (u32, u32, i16),
+    },
+}
+
+impl Extra {
+    fn of(lock: &Advisory, key: LockKey) -> Result<Vec<Extra>, Error> {
+        let mut extras = Vec::new();
+        if let Some(ttl) = lock.options.lease {
+            extras.push(Extra::Ttl(ttl_value(ttl)?));
+        }
+        if let Some(label) = &lock.options.label {
+            extras.push(Extra::Label(label.to_string()));
+        }
+        if lock.options.fencing {
+            let (space, key_in_space) = fencing::token_key(key);
+            extras.push(Extra::Fencing {
+                space,
+                key: key_in_space,
+                triple: key.pg_locks_triple(),
+            });
+        }
+        Ok(extras)
+    }
+
+    fn params(&self) -> Vec<Param<'_>> {
+        match self {
+            Extra::Ttl(ttl) => vec![(ttl, Type::TEXT)],
+            Extra::Label(label) => vec![(label, Type::TEXT)],
+            Extra::Fencing { space, key, triple } => {
+                let mut params: Vec<Param<'_>> = vec![(space, Type::INT2), (key, Type::INT8)];
+                params.extend(sql::triple_params(&triple.0, &triple.1, &triple.2));
+                params
+            }
+        }
+    }
+
+    async fn prepare(&self, exec: Exec<'_>) -> Result<Prepared, tokio_postgres::Error> {
+        match self {
+            // Settings are sent once per lock: unnamed, never a Parse round trip.
+            Extra::Ttl(_) => Ok(Prepared::Typed(sql::SET_TTL)),
+            Extra::Label(_) => Ok(Prepared::Typed(sql::SET_LABEL)),
+            Extra::Fencing { .. } => exec.prepare(fencing::NEXT_TOKEN).await,
+        }
+    }
+
+    /// The error for this statement's failure, which undoes the acquisition.
+    fn error(&self, err: Error) -> Error {
+        match (self, err.code()) {
+            (Extra::Fencing { .. }, Some(c)) if *c == SqlState::UNDEFINED_TABLE => Error::misuse(
+                "fencing tokens need the public.pglock_fencing table: call \
+                 pglock::install_fencing(&client) once (or run pglock::FENCING_SCHEMA)",
+            )
+            .with_source(err),
+            (Extra::Ttl(_), Some(c)) if *c == SqlState::UNDEFINED_OBJECT => Error::misuse(
+                "leases need PostgreSQL 14 or later (idle_session_timeout); this server cannot \
+                 expire a lease, so none was taken",
+            )
+            .with_source(err),
+            _ => err,
+        }
+    }
+}
+
+/// What a granted attempt brings besides the lock.
+pub(crate) struct Granted {
+    pub(crate) fencing_token: Option<i64>,
+}
+
+/// An attempt that failed with an error, and whether its connection must be
+/// given up (its state is unknown).
+struct Failed {
+    error: Error,
+    discard: bool,
+}
+
+impl Advisory {
+    fn error(&self, e: tokio_postgres::Error) -> Error {
+        Error::db(e).with_lock(&self.id)
+    }
+
+    fn check_settings(&self, shared: bool, borrowed: bool) -> Result<(), Error> {
+        let per_session = self.options.lease.is_some() || self.options.label.is_some();
+        if per_session && shared {
+            return Err(Error::misuse(
+                "a lease or label is a setting of the server session, and this session is \
+                 shared by other guards whose release would change it: take leased or labelled \
+                 locks through a pool, or through a session of their own",
+            )
+            .with_lock(&self.id));
+        }
+        if per_session && borrowed {
+            return Err(Error::misuse(
+                "leases and labels are not available on a borrowed connection: take the lock \
+                 through a pool or a session",
+            )
+            .with_lock(&self.id));
+        }
+        Ok(())
+    }
+
+    /// Takes a session lock through `source`.
+    pub(crate) async fn lock_session<S: Source + ?Sized>(
+        &self,
+        source: &S,
+        wait: Wait,
+        want_holder: bool,
+    ) -> Result<Outcome<Guard>, Error> {
+        self.id.validate()?;
+        wait.lock_timeout()?;
+        let span = acquire_span(self);
+        let span_handle = span.clone();
+        async move {
+            let started = Instant::now();
+            let key = self.id.lock_key();
+            let extras = Extra::of(self, key)?;
+            let admission = match source
+                .ledger()
+                .admit(key, self.mode, Task::current(), wait.local(started))
+                .await
+            {
+                Ok(admission) => admission,
+                Err(Refusal::Busy) => {
+                    record_busy(&span, started);
+                    return Ok(Outcome::BusyHere);
+                }
+                Err(Refusal::SelfWait) => return Err(Error::self_wait(&self.id)),
+            };
+            let Some(wait) = wait.remaining(started) else {
+                record_busy(&span, started);
+                return Ok(Outcome::BusyHere);
+            };
+            let conn = self.checkout(source).await?;
+            self.check_settings(conn.is_shared(), false)?;
+            let settings = Settings {
+                reset_ttl: matches!(conn, Conn::Pooled(_)) && self.options.lease.is_some(),
+                reset_label: matches!(conn, Conn::Pooled(_)) && self.options.label.is_some(),
+            };
+            let pending = Pending::new(Target::Owned(conn), Some(admission), self.id.clone(), self.mode);
+            let result = self.attempt(&pending, wait, settings, &extras).await;
+            span.record("wait_us", started.elapsed().as_micros() as u64);
+            let (conn, admission) = pending.disarm();
+            let conn = conn.expect("an owned target");
+            match result {
+                Err(Failed { error, discard }) => {
+                    match conn {
+                        // The attempt's cleanup could not run on a shared session:
+                        // the session retries it, keeping the admission meanwhile.
+                        Conn::Session(session) if discard && !error.is_connection_lost() => {
+                            session.owe_unlock(self.id.clone(), self.mode, true, admission)
+                        }
+                        conn if discard => conn.discard(),
+                        _ => {}
+                    }
+                    Err(error)
+                }
+                Ok(Outcome::Busy(_) | Outcome::BusyHere) => {
+                    drop(admission);
+                    span.record("acquired", false);
+                    let holder = holder(want_holder, conn.exec(), key, self.mode).await;
+                    Ok(Outcome::Busy(holder))
+                }
+                Ok(Outcome::Acquired(granted)) => {
+                    span.record("acquired", true);
+                    tracing::debug!("pglock: acquired");
+                    let hold = admission.expect("an admitted attempt").granted();
+                    let lease = self.options.lease.map(|ttl| {
+                        let session = match &conn {
+                            Conn::Dedicated(s) => Some(s.clone()),
+                            _ => None,
+                        };
+                        Lease::start(session, ttl, self.options.auto_renew)
+                    });
+                    let held = Held {
+                        check_every: self.options.check_every.unwrap_or(DEFAULT_CHECK_EVERY),
+                        lease,
+                        fencing_token: granted.fencing_token,
+                        label: self.options.label.clone(),
+                        settings,
+                    };
+                    Ok(Outcome::Acquired(Guard::new(
+                        conn,
+                        hold,
+                        self.id.clone(),
+                        self.mode,
+                        started,
+                        held,
+                    )))
+                }
+            }
+        }
+        .instrument(span_handle)
+        .await
+    }
+
+    /// Takes a session lock on a connection the caller lends; answers the fencing
+    /// token when granted.
+    pub(crate) async fn lock_borrowed(
+        &self,
+        exec: Exec<'_>,
+        wait: Wait,
+        want_holder: bool,
+    ) -> Result<Outcome<Granted>, Error> {
+        self.id.validate()?;
+        wait.lock_timeout()?;
+        self.check_settings(false, true)?;
+        let span = acquire_span(self);
+        let span_handle = span.clone();
+        async move {
+            let started = Instant::now();
+            let key = self.id.lock_key();
+            let extras = Extra::of(self, key)?;
+            let pending = Pending::new(Target::Borrowed(exec), None, self.id.clone(), self.mode);
+            let result = self
+                .attempt(&pending, wait, Settings::default(), &extras)
+                .await;
+            drop(pending.disarm());
+            span.record("wait_us", started.elapsed().as_micros() as u64);
+            match result {
+                Err(Failed { error, .. }) => Err(error),
+                Ok(Outcome::Busy(_) | Outcome::BusyHere) => Ok(Outcome::Busy(
+                    holder(want_holder, exec, key, self.mode).await,
+                )),
+                Ok(granted) => Ok(granted),
+            }
+        }
+        .instrument(span_handle)
+        .await
+    }
+
+    /// Checks a connection out of `source`; an automatically renewed lease takes
+    /// it out of its pool for good (its renewing task needs a handle of its own).
+    async fn checkout<S: Source + ?Sized>(&self, source: &S) -> Result<Conn, Error> {
+        let dedicate = self.options.lease.is_some() && self.options.auto_renew;
+        Ok(match source.checkout().await? {
+            Conn::Pooled(object) if dedicate => {
+                Conn::Dedicated(crate::conn::Session::from_pooled(*object))
+            }
+            conn => conn,
+        })
+    }
+
+    /// One attempt on the pending connection: the lock statement and its extras,
+    /// then, if it did not end with a held lock, the undo.
+    async fn attempt(
+        &self,
+        pending: &Pending<'_>,
+        wait: Wait,
+        settings: Settings,
+        extras: &[Extra],
+    ) -> Result<Outcome<Granted>, Failed> {
+        let exec = pending.exec();
+        let key = self.id.lock_key();
+        let attempt = wait.attempt();
+        let fail = |error: Error, discard: bool| Failed { error, discard };
+        let lock_timeout = wait.lock_timeout().map_err(|e| fail(e, false))?;
+        let statement = sql::lock(sql::Scope::Session, self.mode, attempt, key.is_pair());
+        let prepared = exec
+            .prepare(statement)
+            .await
+            .map_err(|e| fail(self.error(e), false))?;
+        let mut params = key.params();
+        if attempt == Attempt::Wait {
+            params.push((&lock_timeout, Type::TEXT));
+        }
+        let extra_params: Vec<Vec<Param<'_>>> = extras.iter().map(Extra::params).collect();
+        let mut prepared_extras = Vec::with_capacity(extras.len());
+        for extra in extras {
+            let p = extra
+                .prepare(exec)
+                .await
+                .map_err(|e| fail(extra.error(self.error(e)), false))?;
+            prepared_extras.push(p);
+        }
+        // The statements are queued on the first poll of the query futures, in the
+        // same poll as this flag is set: a drop after this line has sent them.
+        pending.mark_sent();
+        let (result, extra_results) = join(
+            exec.query(&prepared, &params),
+            join_all(
+                prepared_extras
+                    .iter()
+                    .zip(&extra_params)
+                    .map(|(p, ps)| exec.query(p, ps)),
+            ),
+        )
+        .await;
+        let (granted, failure) = match result {
+            Ok(rows) => (
+                attempt == Attempt::Wait || rows.first().is_some_and(|r| r.get(0)),
+                None,
+            ),
+            Err(e) => match self.error(e) {
+                err if err.is_connection_lost() => return Err(fail(err, true)),
+                err => (false, Some(err)),
+            },
+        };
+        if !granted {
+            // A failed wait may have been granted just as it failed, and changed
+            // settings go back.
+            if failure.is_some() || settings.changed() {
+                if let Err(e) = self.undo(exec, settings, false).await {
+                    tracing::warn!(error = %e, "pglock: cleanup after a failed attempt failed");
+                    return Err(fail(failure.unwrap_or_else(|| self.error(e)), true));
+                }
+            }
+            return match failure.filter(|err| !err.is_not_acquired()) {
+                Some(err) => Err(fail(err, false)),
+                None => Ok(Outcome::Busy(None)),
+            };
+        }
+        let mut fencing_token = None;
+        for (extra, result) in extras.iter().zip(extra_results) {
+            match result {
+                Ok(rows) => {
+                    if let Extra::Fencing { .. } = extra {
+                        fencing_token = rows.first().map(|r| r.get(0));
+                    }
+                }
+                Err(e) => {
+                    // The lock is held but a promise that came with it is not:
+                    // give the lock back and say why.
+                    let err = extra.error(self.error(e));
+                    let discard = self.undo(exec, settings, true).await.is_err();
+                    return Err(fail(err, discard));
+                }
+            }
+        }
+        Ok(Outcome::Acquired(Granted { fencing_token }))
+    }
+
+    /// After an attempt that did not end with a held lock: release what the server
+    /// may have granted (`held`: it did) and put back changed settings.
+    async fn undo(
+        &self,
+        exec: Exec<'_>,
+        settings: Settings,
+        held: bool,
+    ) -> Result<(), tokio_postgres::Error> {
+        let key = self.id.lock_key();
+        if held {
+            exec.run(sql::unlock(self.mode, key.is_pair()), &key.params())
+                .await?;
+        } else {
+            unlock_if_held(exec, &self.id, self.mode).await?;
+        }
+        settings.reset(exec).await
+    }
+}
+
+fn record_busy(span: &tracing::Span, started: Instant) {
+    span.record("acquired", false);
+    span.record("wait_us", started.elapsed().as_micros() as u64);
+}
+
+fn acquire_span(lock: &Advisory) -> tracing::Span {
+    tracing::debug_span!(
+        "pglock.acquire",
+        lock = %lock.id,
+        mode = %lock.mode,
+        timeout = ?lock.timeout,
+        acquired = tracing::field::Empty,
+        wait_us = tracing::field::Empty,
+    )
+}
+
+/// A session holding the key in a mode that conflicts with `mode`, if any.
+/// Only asked on the failure path, and only where the answer is reported
+/// (`wanted`).
+pub(crate) async fn holder(
+    wanted: bool,
+    exec: Exec<'_>,
+    key: LockKey,
+    mode: Mode,
+) -> Option<Holder> {
+    if !wanted {
+        return None;
+    }
+    let (classid, objid, objsubid) = key.pg_locks_triple();
+    let exclusive = mode == Mode::Exclusive;
+    let mut params: Vec<Param<'_>> = sql::triple_params(&classid, &objid, &objsubid).into();
+    params.push((&exclusive, Type::BOOL));
+    let rows = exec.run(sql::HOLDER.as_str(), &params).await.ok()?;
+    let row = rows.first()?;
+    Some(Holder {
+        pid: row.get(0),
+        application_name: row.get(1),
+    })
+}

@@ -1,0 +1,347 @@
+//! The hold ledger: which holds pglock has obtained through one source — the one
+//! connection of a [`Session`](crate::Session), or the connections of one pool —
+//! and which guard owns each.
+//!
+//! PostgreSQL counts advisory-lock holds per *server session*, not per guard: two
+//! guards that share a connection and take the same key get one stacked hold
+//! each, both "granted", and an unlock releases whichever hold the server finds.
+//! Only the client can tell whose hold is whose. The ledger keeps two rules per
+//! key, and every acquisition passes through [`Ledger::admit`] before it sends
+//! anything:
+//!
+//! 1. **Holds.** A key is held through one source either by one exclusive guard or
+//!    by any number of shared guards (a read/write permit per guard, kept until
+//!    the guard's unlock has been queued on its connection). A second exclusive
+//!    acquisition waits *here*, in the process — in the order it asked, within its
+//!    timeout — instead of stacking on the same session (two holders) or taking a
+//!    second pooled connection to wait on itself at the server. When the waiting
+//!    task is itself an owner of a conflicting hold it would wait forever, so it
+//!    is refused at once ([`Refusal::SelfWait`]).
+//! 2. **Attempts.** At most one attempt per key is on the server at a time (an
+//!    attempt permit, held from before its lock statement is sent until its
+//!    outcome is settled: granted and recorded, or its cleanup queued). So the
+//!    next statement about that key on the connection after a failed, timed-out or
+//!    abandoned wait is that attempt's own cleanup. The cleanup
+//!    (`unlock-if-held`) then sees only what the attempt produced: a session that
+//!    already held the key in that mode is granted it again at once and never
+//!    waits, so a held key after a *failed* wait can only be that wait's late
+//!    grant, and after a granted one it is one more hold of the same session —
+//!    releasing one hold leaves every other guard's hold in place.
+//!
+//! Unlocks are not serialized: holds are counted, so an unlock releases exactly
+//! one, whichever guard sends it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
+
+use tokio::sync::{
+    Mutex as AsyncMutex, OwnedMutexGuard, OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock,
+};
+
+use crate::key::{LockKey, Mode};
+
+/// The holds and attempts of one source, by key.
+#[derive(Default)]
+#[doc(hidden)]
+pub struct Ledger {
+    keys: Mutex<HashMap<LockKey, Weak<Entry>>>,
+}
+
+struct Entry {
+    holds: Arc<RwLock<()>>,
+    attempt: Arc<AsyncMutex<()>>,
+    owners: Mutex<Vec<Owner>>,
+}
+
+struct Owner {
+    ticket: u64,
+    mode: Mode,
+    task: Task,
+}
+
+/// The task (or, outside a tokio task, the thread) an acquisition runs in: the
+/// identity a self-wait is recognised by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Task {
+    Tokio(tokio::task::Id),
+    Thread(std::thread::ThreadId),
+}
+
+impl Task {
+    pub(crate) fn current() -> Task {
+        match tokio::task::try_id() {
+            Some(id) => Task::Tokio(id),
+            None => Task::Thread(std::thread::current().id()),
+        }
+    }
+}
+
+enum Permit {
+    Exclusive(#[allow(dead_code)] OwnedRwLockWriteGuard<()>),
+    Shared(#[allow(dead_code)] OwnedRwLockReadGuard<()>),
+}
+
+/// A guard's place in the ledger: its permit and its row as an owner. Dropping it
+/// gives both up; drop it only once the guard's unlock is queued on the
+/// connection, so that the next local acquirer's statements come after it.
+pub(crate) struct Hold {
+    entry: Arc<Entry>,
+    ticket: u64,
+    _ledger: Arc<Ledger>,
+    _permit: Permit,
+}
+
+impl Hold {
+    /// The guard is gone (its unlock is queued): its task no longer owns the
+    /// hold, though the permit stays until the unlock has gone through.
+    pub(crate) fn disown(&self) {
+        lock(&self.entry.owners).retain(|o| o.ticket != self.ticket);
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.disown();
+    }
+}
+
+/// An acquisition allowed to go to the server: its hold, and the key's attempt
+/// permit until [`granted`](Admission::granted) or dropped.
+pub(crate) struct Admission {
+    hold: Hold,
+    _attempt: OwnedMutexGuard<()>,
+}
+
+impl Admission {
+    /// The acquisition was abandoned: its task no longer owns the hold, though
+    /// the admission is kept until the attempt's cleanup has run.
+    pub(crate) fn disown(&self) {
+        self.hold.disown();
+    }
+
+    /// The attempt was granted and recorded: other attempts on the key may go.
+    pub(crate) fn granted(self) -> Hold {
+        self.hold
+    }
+}
+
+/// Why an acquisition was not admitted.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Another guard of this source holds the key in a conflicting mode (or an
+    /// attempt on it is under way) and the wait allowed is over.
+    Busy,
+    /// The asking task itself owns a conflicting hold: waiting would never end.
+    SelfWait,
+}
+
+/// How long an admission may wait in the process.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum LocalWait {
+    Try,
+    Until(Instant),
+    Forever,
+}
+
+impl Ledger {
+    /// Admits an acquisition of `key` in `mode` by `task`, waiting as `wait` says
+    /// for conflicting holds of this source to end and for any attempt on the key
+    /// to settle.
+    ///
+    /// Cancel-safe: a dropped admission gives back whatever it had obtained.
+    pub(crate) async fn admit(
+        self: &Arc<Self>,
+        key: LockKey,
+        mode: Mode,
+        task: Task,
+        wait: LocalWait,
+    ) -> Result<Admission, Refusal> {
+        let entry = self.entry(key);
+        let permit = match try_permit(&entry, mode) {
+            Some(permit) => permit,
+            None => {
+                if matches!(wait, LocalWait::Try) {
+                    return Err(Refusal::Busy);
+                }
+                // Without a timeout a wait for the task's own hold never ends.
+                // (With one it ends; the guard may also have moved to another
+                // task, which this check cannot see.)
+                let own = lock(&entry.owners)
+                    .iter()
+                    .any(|o| o.task == task && o.mode.conflicts_with(mode));
+                if own && matches!(wait, LocalWait::Forever) {
+                    return Err(Refusal::SelfWait);
+                }
+                let permit = async {
+                    match mode {
+                        Mode::Exclusive => Permit::Exclusive(entry.holds.clone().write_owned().await),
+                        Mode::Shared => Permit::Shared(entry.holds.clone().read_owned().await),
+                    }
+                };
+                within(wait, permit).await.ok_or(Refusal::Busy)?
+            }
+        };
+        let ticket = next_ticket();
+        lock(&entry.owners).push(Owner { ticket, mode, task });
+        let hold = Hold {
+            entry: entry.clone(),
+            ticket,
+            _ledger: self.clone(),
+            _permit: permit,
+        };
+        let attempt = match entry.attempt.clone().try_lock_owned() {
+            Ok(attempt) => attempt,
+            Err(_) if matches!(wait, LocalWait::Try) => return Err(Refusal::Busy),
+            Err(_) => within(wait, entry.attempt.clone().lock_owned())
+                .await
+                .ok_or(Refusal::Busy)?,
+        };
+        Ok(Admission {
+            hold,
+            _attempt: attempt,
+        })
+    }
+
+    fn entry(&self, key: LockKey) -> Arc<Entry> {
+        let mut keys = lock(&self.keys);
+        if let Some(entry) = keys.get(&key).and_then(Weak::upgrade) {
+            return entry;
+        }
+        let entry = Arc::new(Entry {
+            holds: Arc::new(RwLock::new(())),
+            attempt: Arc::new(AsyncMutex::new(())),
+            owners: Mutex::new(Vec::new()),
+        });
+        if keys.len() >= 64 && keys.len().is_power_of_two() {
+            keys.retain(|_, e| e.strong_count() > 0);
+        }
+        keys.insert(key, Arc::downgrade(&entry));
+        entry
+    }
+
+    /// The number of guards of this source holding `key` (for diagnostics and
+    /// tests).
+    #[cfg(test)]
+    fn owners(&self, key: LockKey) -> usize {
+        lock(&self.keys)
+            .get(&key)
+            .and_then(Weak::upgrade)
+            .map_or(0, |e| lock(&e.owners).len())
+    }
+}
+
+fn try_permit(entry: &Entry, mode: Mode) -> Option<Permit> {
+    match mode {
+        Mode::Exclusive => entry
+            .holds
+            .clone()
+            .try_write_owned()
+            .ok()
+            .map(Permit::Exclusive),
+        Mode::Shared => entry
+            .holds
+            .clone()
+            .try_read_owned()
+            .ok()
+            .map(Permit::Shared),
+    }
+}
+
+async fn within<F: std::future::Future>(wait: LocalWait, work: F) -> Option<F::Output> {
+    match wait {
+        LocalWait::Try => None,
+        LocalWait::Forever => Some(work.await),
+        LocalWait::Until(deadline) => tokio::time::timeout_at(deadline.into(), work).await.ok(),
+    }
+}
+
+fn next_ticket() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The ledger of a pool: one per pool, shared by every clone of it, alive while
+/// any of its holds is.
+pub(crate) fn of_pool(pool: &deadpool_postgres::Pool) -> Arc<Ledger> {
+    static POOLS: Mutex<Vec<(usize, Weak<Ledger>)>> = Mutex::new(Vec::new());
+    // The manager lives inside the pool's shared allocation: the same address
+    // for every clone of the pool, for as long as the pool lives.
+    let id = pool.manager() as *const deadpool_postgres::Manager as usize;
+    let mut pools = lock(&POOLS);
+    pools.retain(|(_, l)| l.strong_count() > 0);
+    if let Some(ledger) = pools
+        .iter()
+        .find(|(i, _)| *i == id)
+        .and_then(|(_, l)| l.upgrade())
+    {
+        return ledger;
+    }
+    let ledger = Arc::new(Ledger::default());
+    pools.push((id, Arc::downgrade(&ledger)));
+    ledger
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn exclusive_holds_exclude_and_shared_ones_stack() {
+        let ledger = Arc::new(Ledger::default());
+        let key = LockKey::Big(7);
+        let me = Task::current();
+        let a = ledger
+            .admit(key, Mode::Shared, me, LocalWait::Try)
+            .await
+            .unwrap()
+            .granted();
+        let b = ledger
+            .admit(key, Mode::Shared, me, LocalWait::Try)
+            .await
+            .unwrap()
+            .granted();
+        assert_eq!(ledger.owners(key), 2);
+        assert_eq!(
+            ledger
+                .admit(key, Mode::Exclusive, me, LocalWait::Try)
+                .await
+                .err(),
+            Some(Refusal::Busy)
+        );
+        // The same task waiting (without a timeout) for its own shared holds
+        // would wait forever.
+        assert_eq!(
+            ledger
+                .admit(key, Mode::Exclusive, me, LocalWait::Forever)
+                .await
+                .err(),
+            Some(Refusal::SelfWait)
+        );
+        drop((a, b));
+        assert_eq!(ledger.owners(key), 0);
+        let c = ledger
+            .admit(key, Mode::Exclusive, me, LocalWait::Try)
+            .await
+            .unwrap();
+        // An attempt under way keeps other attempts on the key out.
+        let until = Instant::now() + Duration::from_millis(20);
+        let other = tokio::spawn({
+            let ledger = ledger.clone();
+            async move {
+                ledger
+                    .admit(key, Mode::Exclusive, Task::current(), LocalWait::Until(until))
+                    .await
+                    .err()
+            }
+        });
+        assert_eq!(other.await.unwrap(), Some(Refusal::Busy));
+        drop(c);
+    }
+}

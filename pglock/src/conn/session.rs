@@ -1,0 +1,251 @@
+//! [`Session`]: one PostgreSQL connection owned by pglock and shared by clones.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::task::AbortHandle;
+use tokio_postgres::{Client, Statement};
+
+use super::ledger::Ledger;
+use super::Exec;
+use crate::error::Error;
+use crate::key::{LockId, Mode};
+use crate::sql;
+
+/// How long a session retries an unlock that failed (an aborted transaction left
+/// open on it) before it closes its connection, when it drives that connection.
+const OWED_UNLOCK_GRACE: Duration = Duration::from_secs(5);
+const OWED_UNLOCK_RETRY: Duration = Duration::from_millis(50);
+
+/// One PostgreSQL connection, shared by cheap clones, that guards can hold on to.
+///
+/// Use a `Session` when you lock through a single connection rather than a pool.
+/// It owns the `tokio_postgres::Client` so that every guard can keep the connection
+/// alive until its lock is released, which is what makes release-on-drop a
+/// guarantee: the guard holds a clone, and dropping it queues the unlock on the
+/// connection before the drop returns.
+///
+/// Guards on one session exclude each other as guards on different connections
+/// do: PostgreSQL itself would stack a second hold of the same session (both
+/// "granted"), so the session keeps a ledger of its holds and a second exclusive
+/// guard on a name waits, in the process, until the first is released (shared
+/// guards share). A task that asks for a lock it already holds exclusively
+/// through the same session, and waits without a timeout, gets a
+/// [deadlock](Error::is_deadlock) error at once instead of waiting for itself
+/// forever.
+///
+/// Settings belong to the server session, not to a guard: per-guard
+/// [`lease`](crate::Advisory::lease) and [`label`](crate::Advisory::label) are
+/// refused on a shared session (a [misuse](Error::is_misuse) error), since one
+/// guard's release would change what another relies on: take leased or labelled
+/// locks through a pool.
+///
+/// If an unlock cannot run — you left the connection in an aborted transaction,
+/// say — the release reports the error and the session retries the unlock until it
+/// goes through (that is, once the transaction ends). A session made by
+/// [`connect`](Session::connect) drives its own connection and closes it, freeing
+/// every lock of the session, when the unlock still fails after 5 s.
+///
+/// Statements are prepared once per session and cached.
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Owned,
+    statements: Mutex<HashMap<&'static str, Statement>>,
+    ledger: Arc<Ledger>,
+    /// The task driving the connection, when the session spawned it.
+    driver: Option<AbortHandle>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle is gone: end the connection (and so its session's
+        // locks) now rather than when the driver notices the client went away.
+        if let Some(driver) = &self.driver {
+            driver.abort();
+        }
+    }
+}
+
+/// The connection a session owns: connected by the user or taken out of a pool.
+enum Owned {
+    Plain(Client),
+    Detached(deadpool_postgres::ClientWrapper),
+}
+
+impl Session {
+    /// Wraps a client you connected yourself. Keep its connection task running.
+    pub fn new(client: Client) -> Session {
+        Session::with(Owned::Plain(client), None)
+    }
+
+    /// Takes a connection out of its pool for good: it is closed, not returned,
+    /// when the last clone of the session is dropped. pglock does this for
+    /// automatically renewed leases, whose renewing task shares the connection.
+    pub fn from_pooled(object: deadpool_postgres::Object) -> Session {
+        Session::with(
+            Owned::Detached(deadpool_postgres::Object::take(object)),
+            None,
+        )
+    }
+
+    fn with(client: Owned, driver: Option<AbortHandle>) -> Session {
+        Session {
+            inner: Arc::new(Inner {
+                client,
+                statements: Mutex::new(HashMap::new()),
+                ledger: Arc::default(),
+                driver,
+            }),
+        }
+    }
+
+    /// Connects without TLS (for example `postgres://user@host/db` or
+    /// `host=localhost user=postgres`) and drives the connection on a spawned task.
+    ///
+    /// The connection gets pglock's dead-peer settings
+    /// ([`configure_keepalives`](crate::configure_keepalives)), which replace any
+    /// keepalive settings in the configuration string.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: dropping the future drops the half-made connection.
+    pub async fn connect(config: &str) -> Result<Session, Error> {
+        let mut config: tokio_postgres::Config = config
+            .parse()
+            .map_err(|e| Error::invalid_argument(format!("invalid connection string: {e}")))?;
+        crate::keepalive::configure_keepalives(&mut config);
+        let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+        let driver = tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "pglock: session connection ended with an error");
+            }
+        });
+        Ok(Session::with(Owned::Plain(client), Some(driver.abort_handle())))
+    }
+
+    /// The client, for your own queries on the same connection.
+    pub fn client(&self) -> &Client {
+        match &self.inner.client {
+            Owned::Plain(client) => client,
+            Owned::Detached(wrapper) => wrapper,
+        }
+    }
+
+    /// Whether the connection is closed (every lock of this session is then gone).
+    pub fn is_closed(&self) -> bool {
+        self.client().is_closed()
+    }
+
+    pub(crate) fn ledger(&self) -> &Arc<Ledger> {
+        &self.inner.ledger
+    }
+
+    /// Closes the connection if this session drives it ([`connect`](Session::connect)):
+    /// the server then ends the session and frees its locks. Answers whether it
+    /// could.
+    fn close(&self) -> bool {
+        match &self.inner.driver {
+            Some(driver) => {
+                driver.abort();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes over an unlock that failed (for example inside a transaction the
+    /// caller left aborted): retries it until it goes through, and keeps `keep`
+    /// (the ledger's hold, or a whole admission) — so that nobody in the process
+    /// takes the key on this session meanwhile — until then. `if_held` retries an
+    /// unlock-if-held (after an attempt that may or may not have been granted)
+    /// rather than a plain unlock. A session that drives its connection closes it
+    /// when the unlock still fails after [`OWED_UNLOCK_GRACE`].
+    pub(crate) fn owe_unlock(&self, id: LockId, mode: Mode, if_held: bool, keep: impl Send + 'static) {
+        let session = self.clone();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        drop(runtime.spawn(async move {
+            let started = Instant::now();
+            let key = id.lock_key();
+            let (classid, objid, objsubid) = key.pg_locks_triple();
+            let mut params = key.params();
+            let statement = match if_held {
+                true => {
+                    params.extend(sql::triple_params(&classid, &objid, &objsubid));
+                    sql::unlock_if_held(mode, key.is_pair())
+                }
+                false => sql::unlock(mode, key.is_pair()),
+            };
+            loop {
+                tokio::time::sleep(OWED_UNLOCK_RETRY).await;
+                if session.is_closed() {
+                    break;
+                }
+                match Exec::Session(&session).run(statement, &params).await {
+                    Ok(_) => {
+                        tracing::info!(lock = %id, "pglock: a delayed unlock went through");
+                        break;
+                    }
+                    Err(e) if started.elapsed() >= OWED_UNLOCK_GRACE => {
+                        if session.close() {
+                            tracing::error!(lock = %id, error = %e, "pglock: the unlock still fails; closing the session's connection to free its locks");
+                        } else {
+                            tracing::error!(lock = %id, error = %e, "pglock: the unlock still fails and this session's connection is not pglock's to close; retrying");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            continue;
+                        }
+                        break;
+                    }
+                    Err(_) => {}
+                }
+            }
+            drop(keep);
+        }));
+    }
+
+    pub(crate) async fn prepare_cached(
+        &self,
+        sql: &'static str,
+    ) -> Result<Statement, tokio_postgres::Error> {
+        if let Owned::Detached(wrapper) = &self.inner.client {
+            // The pool's own statement cache came along with the connection.
+            return wrapper.prepare_cached(sql).await;
+        }
+        if let Some(s) = self
+            .inner
+            .statements
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(sql)
+        {
+            return Ok(s.clone());
+        }
+        let statement = self.client().prepare(sql).await?;
+        self.inner
+            .statements
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sql, statement.clone());
+        Ok(statement)
+    }
+}
+
+impl From<Client> for Session {
+    fn from(client: Client) -> Self {
+        Session::new(client)
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}

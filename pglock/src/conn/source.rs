@@ -1,0 +1,89 @@
+//! Where locks come from: [`Source`]s that lend a guard a connection, and
+//! [`Borrowable`] connections a caller lends one for a while.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use super::ledger::{self, Ledger};
+use super::{Conn, Exec, Session};
+use crate::error::Error;
+
+pub(crate) mod private {
+    use super::*;
+
+    /// What pglock needs of a source. Sealed: pglock must own the connection for
+    /// as long as a guard holds its lock, which only these types allow.
+    pub trait Sealed: Sync {
+        /// A connection for one guard.
+        fn checkout(&self) -> impl Future<Output = Result<Conn, Error>> + Send;
+        /// The ledger of the holds taken through this source.
+        fn ledger(&self) -> Arc<Ledger>;
+    }
+
+    /// What pglock needs of a borrowed connection.
+    pub trait SealedBorrow: Sync {
+        fn exec(&self) -> Exec<'_>;
+    }
+}
+
+/// Where session locks come from: a [`deadpool_postgres::Pool`] (each guard gets
+/// a pooled connection of its own) or a [`Session`] (every guard shares its one
+/// connection).
+///
+/// Either way, guards taken through one source exclude each other in the process
+/// first: a second exclusive guard on a name waits for the first in the process
+/// (never on the server against itself, never stacking on a shared connection).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a source of advisory locks",
+    label = "expected a `deadpool_postgres::Pool` or a `pglock::Session`",
+    note = "to lock on a connection you already hold (`&mut tokio_postgres::Client`, \
+            `&mut deadpool_postgres::Object`), use `acquire_on`/`try_acquire_on`"
+)]
+pub trait Source: private::Sealed {}
+
+impl private::Sealed for deadpool_postgres::Pool {
+    async fn checkout(&self) -> Result<Conn, Error> {
+        Ok(Conn::Pooled(Box::new(
+            self.get().await.map_err(Error::pool)?,
+        )))
+    }
+
+    fn ledger(&self) -> Arc<Ledger> {
+        ledger::of_pool(self)
+    }
+}
+impl Source for deadpool_postgres::Pool {}
+
+impl private::Sealed for Session {
+    async fn checkout(&self) -> Result<Conn, Error> {
+        Ok(Conn::Session(self.clone()))
+    }
+
+    fn ledger(&self) -> Arc<Ledger> {
+        self.ledger().clone()
+    }
+}
+impl Source for Session {}
+
+/// A connection you already hold, that a guard can borrow for as long as it
+/// holds its lock ([`Advisory::acquire_on`](crate::Advisory::acquire_on)): a
+/// `tokio_postgres::Client` or a checked-out `deadpool_postgres::Object`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a connection a lock can be taken on",
+    label = "expected a `tokio_postgres::Client` or a `deadpool_postgres::Object`, borrowed mutably"
+)]
+pub trait Borrowable: private::SealedBorrow {}
+
+impl private::SealedBorrow for tokio_postgres::Client {
+    fn exec(&self) -> Exec<'_> {
+        Exec::Client(self)
+    }
+}
+impl Borrowable for tokio_postgres::Client {}
+
+impl private::SealedBorrow for deadpool_postgres::Object {
+    fn exec(&self) -> Exec<'_> {
+        Exec::Pooled(self)
+    }
+}
+impl Borrowable for deadpool_postgres::Object {}
