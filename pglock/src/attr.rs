@@ -9,11 +9,11 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::conn::{Session, Source};
 use crate::error::Error;
 use crate::guard::Guard;
 use crate::held::{self, HeldLock};
 use crate::key::{LockId, LockKey};
-use crate::conn::{Session, Source};
 use crate::lock::Advisory;
 use crate::xact::InTransaction;
 

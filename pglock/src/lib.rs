@@ -36,7 +36,8 @@
 //!   [`.acquire(&source)`](Advisory::acquire) (a [`Guard`] or an error),
 //!   [`.try_acquire(&source)`](Advisory::try_acquire) (`Ok(None)` when busy) or
 //!   [`.run(&source, future)`](Advisory::run) (skips the future when busy).
-//!   A source is a [`deadpool_postgres::Pool`] or a [`Session`].
+//!   A source is a [`deadpool_postgres::Pool`] or a [`Session`]; a connection you
+//!   already hold can be lent with [`.acquire_on(&mut client)`](Advisory::acquire_on).
 //! - [`advisory(name).xact().acquire_in(&tx)`](XactAdvisory::acquire_in) locks
 //!   inside your transaction until it ends.
 //! - `#[pglock::advisory]` on an `async fn` (feature `macros`, on by default): at
@@ -57,12 +58,24 @@
 //! # Session and transaction locks
 //!
 //! Session locks (the default) are held by a [`Guard`] until it is released or
-//! dropped, or until the session ends; they ignore transaction rollback. One session
-//! can take the same lock again: PostgreSQL stacks the holds and each needs its
-//! release. Through a pool, each guard has its own connection, so two guards on the
-//! same name exclude each other — even in one task, where the second waits for the
-//! first (never take the same name twice in one task through a pool without a
-//! timeout). Through one [`Session`], they stack instead.
+//! dropped, or until the session ends; they ignore transaction rollback.
+//!
+//! # Sharing a connection
+//!
+//! PostgreSQL counts holds per *server session*: a session that takes a lock it
+//! already holds is granted it again (both "granted"), and an unlock releases
+//! whichever hold it finds. So every source — a pool, a [`Session`] — keeps a
+//! ledger of the holds taken through it. Two guards of one source on one name
+//! exclude each other in the process: the second waits there (in order, within its
+//! timeout) rather than stacking on a shared session or spending a second pooled
+//! connection to wait on itself; shared guards share. At most one attempt per name
+//! is on a connection at a time, so the cleanup after a failed, timed-out or
+//! cancelled wait releases only what that attempt produced, never another guard's
+//! hold. A task that would wait without a timeout for its own hold gets
+//! [`Error::is_deadlock`] at once. Settings belong to the server session: a
+//! per-guard [`lease`](Advisory::lease) or [`label`](Advisory::label) is refused on a
+//! shared [`Session`]. To lock on a connection you already hold, see
+//! [`Advisory::acquire_on`].
 //!
 //! Transaction locks ([`Advisory::xact`]) end with the transaction and cannot be
 //! released early.
@@ -153,6 +166,7 @@
 //! | server-side timeouts, one round trip | [`Advisory::timeout`] |
 //! | Raise / Return / Skip | [`Advisory::acquire`], [`Advisory::try_acquire`], [`Advisory::run`], the attribute |
 //! | pools and sessions | [`deadpool_postgres::Pool`], [`Session`] |
+//! | a connection you hold | [`Advisory::acquire_on`], [`BorrowedGuard`], [`Guard::client_mut`] |
 //! | introspection | [`status`], [`release_all`] |
 //! | loss, leases, fencing, labels | [`Guard::lost`], [`Advisory::lease`], [`Advisory::fencing`], [`Advisory::label`] |
 //! | default pool for the attribute | [`set_default_pool`] |
@@ -162,8 +176,8 @@
 // Layers, bottom up: keys and SQL; the connection layer (connections, sources,
 // the hold ledger); guards; acquisition; the builders; attribute support.
 mod error;
-mod key;
 mod keepalive;
+mod key;
 mod sql;
 
 mod conn;

@@ -174,13 +174,19 @@ impl Advisory {
     ///
     /// `source` is a [`deadpool_postgres::Pool`] (the guard owns a pooled
     /// connection and gives it back only after the lock is released) or a
-    /// [`Session`].
+    /// [`Session`](crate::Session). Another guard of the same source holding the
+    /// lock is waited for in the process first (its ledger; see the crate docs),
+    /// without taking a connection; then the server is asked, in one round trip.
     ///
     /// # Errors
     /// [`is_not_acquired`](Error::is_not_acquired) when the lock stayed busy for the
     /// timeout (the error names the lock, the timeout and, when the server could
-    /// tell, the holder's pid and application name); deadlock, lock table full,
-    /// connection lost, pool and invalid-argument errors as their kinds say.
+    /// tell, the holder's pid and application name — or says that another guard of
+    /// this process holds it); [`is_deadlock`](Error::is_deadlock) from the server's
+    /// deadlock detector, or at once when this task would wait without a timeout for
+    /// a lock it holds itself through the same source; [`is_misuse`](Error::is_misuse)
+    /// for a `lease` or `label` on a shared session; lock table full, connection
+    /// lost, pool and invalid-argument errors as their kinds say.
     ///
     /// # Cancel safety
     /// Cancel-safe: nothing is left held after the future is gone, and no query is
@@ -191,7 +197,7 @@ impl Advisory {
     ///   ends as soon as the wait does, freeing the lock if the server granted it
     ///   meanwhile, and the cancel request (which the server applies
     ///   asynchronously) cannot interrupt a later user of the connection.
-    /// - From a [`Session`]: no cancel request is sent, since on a shared connection
+    /// - From a [`Session`](crate::Session): no cancel request is sent, since on a shared connection
     ///   it could interrupt another task's statement. Instead a release-if-granted is
     ///   queued behind the wait at once, and runs the moment the wait ends (granted
     ///   or timed out). Until then the session is busy, as it is during any wait:

@@ -9,9 +9,9 @@ use futures_util::future::join;
 use tokio_postgres::types::Type;
 use tracing::Instrument;
 
+use crate::acquire::{holder, Outcome, Wait};
 use crate::conn::Exec;
 use crate::error::Error;
-use crate::acquire::{holder, Outcome, Wait};
 use crate::lock::Advisory;
 use crate::sql::{self, Attempt, Scope};
 
@@ -63,7 +63,30 @@ impl InTransaction for deadpool_postgres::Transaction<'_> {
     }
 }
 
+/// Never implemented: what [`XactAdvisory::acquire`] would need, so that the
+/// compiler explains where a transaction-level lock is taken.
+#[diagnostic::on_unimplemented(
+    message = "a transaction-level lock is taken inside a transaction, with `acquire_in(&tx)`, not through `{Self}`",
+    label = "not a transaction",
+    note = "start a transaction (`let tx = client.transaction().await?`) and call `.xact().acquire_in(&tx)`; for a lock held by a guard until released, drop `.xact()` and call `.acquire(&pool)`"
+)]
+pub trait TransactionOnly {
+    #[doc(hidden)]
+    fn never(&self) -> std::future::Ready<Result<(), Error>>;
+}
+
 impl XactAdvisory {
+    /// Not available: a transaction-level lock lives in a transaction, so it is
+    /// taken with [`acquire_in`](XactAdvisory::acquire_in). This method exists only
+    /// so that `.xact().acquire(&pool)` is a compile error that says so.
+    #[doc(hidden)]
+    pub fn acquire<S: TransactionOnly + ?Sized>(
+        &self,
+        source: &S,
+    ) -> std::future::Ready<Result<(), Error>> {
+        source.never()
+    }
+
     /// Makes the lock shared.
     pub fn shared(mut self) -> XactAdvisory {
         self.lock = self.lock.shared();

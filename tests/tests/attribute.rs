@@ -318,7 +318,7 @@ mod my_app {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_id_is_module_path_and_function_name() {
-    // DESIGN §2: the same derivation in a crate `my_app` gives this pinned key.
+    // The key contract: the same derivation in a crate `my_app` gives this pinned key.
     assert_eq!(
         pglock::key_for("my_app::jobs::send_invoices").unwrap(),
         5126864360601373363

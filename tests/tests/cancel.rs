@@ -1,4 +1,4 @@
-//! Cancel safety (DESIGN §4.3): dropping an acquire future while it waits — or at
+//! Cancel safety: dropping an acquire future while it waits — or at
 //! any moment around the holder's release — leaves no lock held, no waiter in
 //! `pg_locks`, and a clean pooled connection; the same for a `Session`; `run`
 //! skips its future when busy and releases when it finishes or is dropped; a

@@ -1,4 +1,4 @@
-//! Errors (DESIGN §4.5): a deadlock between two sessions fails exactly one of
+//! Errors: a deadlock between two sessions fails exactly one of
 //! them with `is_deadlock()`; a full lock table (throwaway cluster with
 //! `max_locks_per_transaction = 10`) is `is_lock_table_full()` naming the setting
 //! and leaves the session usable; a terminated session is `is_connection_lost()`;

@@ -1,4 +1,4 @@
-//! Keys (DESIGN §2) against a real server: golden name keys are what the server
+//! Keys against a real server: golden name keys are what the server
 //! locks, raw `i64` keys (negative ones too) and `(i32, i32)` pairs land where
 //! `pg_locks` says they should, the pair space is separate, names are
 //! case-sensitive, and the empty name is a typed error that sends nothing.
@@ -8,7 +8,7 @@ use std::time::Duration;
 use pglock::LockKey;
 use pglock_tests::{bigint_lock_rows, connect, pair_lock_rows, pid_of, pool, session};
 
-/// DESIGN §2's table, copied here on purpose: the test must not trust the
+/// The contract's golden vectors, copied here on purpose: the test must not trust the
 /// library's own constants.
 const GOLDEN: &[(&str, i64)] = &[
     ("my_lock_id", -1380431858537921237),

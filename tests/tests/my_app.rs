@@ -1,6 +1,6 @@
 //! Pins the attribute's default id exactly: this test binary's crate is named
 //! `my_app`, so `send_invoices` in module `jobs` locks `my_app::jobs::send_invoices`,
-//! whose key DESIGN §2 fixes at 5126864360601373363.
+//! whose key the key contract fixes at 5126864360601373363.
 
 use pglock_tests::{bigint_lock_rows, connect, pid_of, pool, LockRow};
 

@@ -1,4 +1,4 @@
-//! DESIGN §4.1, counted on the wire: every attempt — try, blocking, finite
+//! One round trip per attempt, counted on the wire: every attempt — try, blocking, finite
 //! timeout — costs one round trip, and so does a release, with no SET/RESET
 //! ping-pong and no polling. Connections go through a relay that counts round
 //! trips (statements pipelined together count once); statements are warmed first,

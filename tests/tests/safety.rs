@@ -1,4 +1,4 @@
-//! Production-safety features of a held lock (DESIGN §5): liveness checks and
+//! Production-safety features of a held lock: liveness checks and
 //! loss notification, leases with a server-enforced time-to-live, fencing tokens,
 //! acquisition ids and holder labels, and the dead-peer settings of lock
 //! connections.

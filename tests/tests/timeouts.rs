@@ -285,7 +285,7 @@ async fn timeouts_beyond_the_server_limit_are_invalid() {
     guard.release().await.unwrap();
 }
 
-/// DESIGN §3: the timeout can fire as the lock is granted. Whatever an attempt
+/// The timeout can fire as the lock is granted (a known server race). Whatever an attempt
 /// answers, the session holds the lock exactly when it got a guard. The holder
 /// lets go at varying moments around the waiter's timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
