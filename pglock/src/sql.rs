@@ -214,10 +214,31 @@ pub(crate) fn millis(d: std::time::Duration) -> Option<String> {
 }
 
 pub(crate) const UNLOCK_ALL: &str = "SELECT pg_catalog.pg_advisory_unlock_all()";
-pub(crate) const SAVEPOINT: &str = "SAVEPOINT pglock_acquire";
-pub(crate) const RELEASE_SAVEPOINT: &str = "RELEASE SAVEPOINT pglock_acquire";
-pub(crate) const ROLLBACK_SAVEPOINT: &str =
-    "ROLLBACK TO SAVEPOINT pglock_acquire; RELEASE SAVEPOINT pglock_acquire";
+/// A savepoint with a name of its own (`pglock_<n>`, `n` unique in the process), so
+/// that it clashes with no savepoint of the caller's nor of another acquisition.
+pub(crate) struct Savepoint(u64);
+
+impl Savepoint {
+    pub(crate) fn new() -> Savepoint {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        Savepoint(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+
+    pub(crate) fn begin(&self) -> String {
+        format!("SAVEPOINT pglock_{}", self.0)
+    }
+
+    pub(crate) fn release(&self) -> String {
+        format!("RELEASE SAVEPOINT pglock_{}", self.0)
+    }
+
+    pub(crate) fn rollback(&self) -> String {
+        format!(
+            "ROLLBACK TO SAVEPOINT pglock_{0}; RELEASE SAVEPOINT pglock_{0}",
+            self.0
+        )
+    }
+}
 
 #[cfg(test)]
 mod tests {

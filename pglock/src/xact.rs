@@ -10,7 +10,7 @@ use tokio_postgres::types::Type;
 use tracing::Instrument;
 
 use crate::acquire::{holder, Outcome, Wait};
-use crate::conn::Exec;
+use crate::conn::{ledger, Exec};
 use crate::error::Error;
 use crate::lock::Advisory;
 use crate::sql::{self, Attempt, Scope};
@@ -168,6 +168,10 @@ impl XactAdvisory {
         let span_handle = span.clone();
         async move {
             let started = Instant::now();
+            // One acquisition at a time per transaction: a concurrent one (a
+            // `join!`) would run its statements inside this one's savepoint, or
+            // after its failed wait and before the rollback that clears it.
+            let turn = ledger::turn_of(exec.address()).lock_owned().await;
             let key = lock.id.lock_key();
             let error = |e| Error::db(e).with_lock(&lock.id);
             let pair = key.is_pair();
@@ -190,24 +194,29 @@ impl XactAdvisory {
                 let wait_lock =
                     exec.prepare(sql::lock(Scope::Xact, lock.mode, Attempt::Wait, pair));
                 let wait_lock = wait_lock.await.map_err(error)?;
-                let savepoint = exec.prepare(sql::SAVEPOINT).await.map_err(error)?;
-                let release = exec.prepare(sql::RELEASE_SAVEPOINT).await.map_err(error)?;
+                // A name of its own, so that it can clash with no savepoint of
+                // the caller's nor of another acquisition.
+                let savepoint = sql::Savepoint::new();
                 let mut params = key.params();
                 params.push((&lock_timeout, Type::TEXT));
-                let mut armed = RestoreOnDrop(Some(exec));
-                let (begun, locked) =
-                    join(exec.query(&savepoint, &[]), exec.query(&wait_lock, &params)).await;
+                let mut armed = RestoreOnDrop(Some((exec, savepoint.rollback())));
+                let (begun, locked) = join(
+                    exec.batch(&savepoint.begin()),
+                    exec.query(&wait_lock, &params),
+                )
+                .await;
                 armed.0 = None;
                 begun.map_err(error)?;
                 match locked {
-                    Ok(_) => exec.query(&release, &[]).await.map(|_| true),
+                    Ok(_) => exec.batch(&savepoint.release()).await.map(|_| true),
                     Err(e) => {
-                        exec.batch(sql::ROLLBACK_SAVEPOINT).await.map_err(error)?;
+                        exec.batch(&savepoint.rollback()).await.map_err(error)?;
                         Err(e)
                     }
                 }
             };
             span.record("wait_us", started.elapsed().as_micros() as u64);
+            drop(turn);
             match result.map_err(error) {
                 Ok(true) => return Ok(Outcome::Acquired(())),
                 Ok(false) => {}
@@ -228,14 +237,16 @@ impl XactAdvisory {
 /// is queued behind the wait at once, and whether the wait ends granted (the lock
 /// is given back) or failed (the error is cleared), the transaction is then as it
 /// was before the call.
-struct RestoreOnDrop<'a>(Option<Exec<'a>>);
+/// (The acquisition's turn on the transaction is given up after this has run, so
+/// the next acquisition's statements come after the rollback.)
+struct RestoreOnDrop<'a>(Option<(Exec<'a>, String)>);
 
 impl Drop for RestoreOnDrop<'_> {
     fn drop(&mut self) {
-        if let Some(exec) = self.0.take() {
+        if let Some((exec, rollback)) = self.0.take() {
             // Queued on the first poll; what is queued reaches the server even
             // though the future is dropped right after.
-            let mut restore = std::pin::pin!(exec.batch(sql::ROLLBACK_SAVEPOINT));
+            let mut restore = std::pin::pin!(exec.batch(&rollback));
             let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
             let _ = restore.as_mut().poll(&mut cx);
         }

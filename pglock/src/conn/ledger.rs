@@ -289,6 +289,25 @@ pub(crate) fn of_pool(pool: &deadpool_postgres::Pool) -> Arc<Ledger> {
     ledger
 }
 
+/// The turn of one transaction (by address): transaction-level acquisitions on it
+/// take turns, so that none runs inside another's savepoint or between another's
+/// failed wait and its rollback.
+pub(crate) fn turn_of(address: usize) -> Arc<AsyncMutex<()>> {
+    static TURNS: Mutex<Vec<(usize, Weak<AsyncMutex<()>>)>> = Mutex::new(Vec::new());
+    let mut turns = lock(&TURNS);
+    turns.retain(|(_, t)| t.strong_count() > 0);
+    if let Some(turn) = turns
+        .iter()
+        .find(|(a, _)| *a == address)
+        .and_then(|(_, t)| t.upgrade())
+    {
+        return turn;
+    }
+    let turn = Arc::new(AsyncMutex::new(()));
+    turns.push((address, Arc::downgrade(&turn)));
+    turn
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

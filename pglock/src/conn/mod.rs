@@ -112,6 +112,21 @@ impl<'a> Exec<'a> {
         }
     }
 
+    /// The address of the borrowed connection or transaction: the same for every
+    /// use of one object while it is borrowed.
+    pub(crate) fn address(self) -> usize {
+        match self {
+            Exec::Session(s) => s.client() as *const tokio_postgres::Client as usize,
+            Exec::Pooled(o) => {
+                let client: &tokio_postgres::Client = o;
+                client as *const tokio_postgres::Client as usize
+            }
+            Exec::Tx(t) => t as *const tokio_postgres::Transaction<'_> as usize,
+            Exec::PooledTx(t) => t as *const deadpool_postgres::Transaction<'_> as usize,
+            Exec::Client(c) => c as *const tokio_postgres::Client as usize,
+        }
+    }
+
     pub(crate) fn cancel_token(self) -> CancelToken {
         match self {
             Exec::Session(s) => s.client().cancel_token(),
