@@ -216,7 +216,56 @@ struct Failed {
     discard: bool,
 }
 
+/// The shortest lease accepted: an automatically renewed lease is renewed every
+/// third of its time-to-live, and a healthy process must always manage that — a
+/// round trip plus scheduling delays — with room to spare.
+pub const MIN_LEASE: Duration = Duration::from_millis(100);
+
+/// The longest interval between active loss checks.
+const MAX_CHECK_EVERY: Duration = Duration::from_secs(24 * 3600);
+
+/// PostgreSQL keeps `application_name` to 63 bytes (`NAMEDATALEN - 1`).
+const MAX_LABEL: usize = 63;
+
 impl Advisory {
+    /// Every option checked before anything is sent: a bad one is an
+    /// invalid-argument error, never a silently changed value.
+    fn validate(&self) -> Result<(), Error> {
+        self.id.validate()?;
+        let invalid = |msg: String| Err(Error::invalid_argument(msg).with_lock(&self.id));
+        if let Some(ttl) = self.options.lease {
+            if ttl < MIN_LEASE {
+                return invalid(format!(
+                    "lease time-to-live {ttl:?} is below the {MIN_LEASE:?} minimum: a lease \
+                     must be long enough for a healthy process to renew it in time"
+                ));
+            }
+        }
+        if let Some(every) = self.options.check_every {
+            if every > MAX_CHECK_EVERY {
+                return invalid(format!(
+                    "check_every {every:?} is longer than the 24 h maximum"
+                ));
+            }
+        }
+        if let Some(label) = &self.options.label {
+            if label.len() > MAX_LABEL {
+                return invalid(format!(
+                    "label is {} bytes; PostgreSQL keeps at most {MAX_LABEL} bytes of an \
+                     application_name, so it would be cut",
+                    label.len()
+                ));
+            }
+            if let Some(c) = label.chars().find(|c| !(' '..='~').contains(c)) {
+                return invalid(format!(
+                    "label {label:?} contains {c:?}: PostgreSQL shows only printable ASCII in \
+                     application_name and would replace it with '?'"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn error(&self, e: tokio_postgres::Error) -> Error {
         Error::db(e).with_lock(&self.id)
     }
@@ -248,7 +297,7 @@ impl Advisory {
         wait: Wait,
         want_holder: bool,
     ) -> Result<Outcome<Guard>, Error> {
-        self.id.validate()?;
+        self.validate()?;
         wait.lock_timeout()?;
         let span = acquire_span(self);
         let span_handle = span.clone();
@@ -348,7 +397,7 @@ impl Advisory {
         wait: Wait,
         want_holder: bool,
     ) -> Result<Outcome<Granted>, Error> {
-        self.id.validate()?;
+        self.validate()?;
         wait.lock_timeout()?;
         self.check_settings(false, true)?;
         let span = acquire_span(self);
@@ -447,7 +496,7 @@ impl Advisory {
             // settings go back.
             if failure.is_some() || settings.changed() {
                 if let Err(e) = self.undo(exec, settings, false).await {
-                    tracing::warn!(error = %e, "pglock: cleanup after a failed attempt failed");
+                    tracing::warn!(error = %crate::error::describe(&e), "pglock: cleanup after a failed attempt failed");
                     return Err(fail(failure.unwrap_or_else(|| self.error(e)), true));
                 }
             }

@@ -113,9 +113,15 @@ impl Error {
     }
 
     pub(crate) fn pool(err: deadpool_postgres::PoolError) -> Error {
+        let why = match &err {
+            // Connecting failed: say what the server (or the network) said.
+            deadpool_postgres::PoolError::Backend(e) => describe(e),
+            deadpool_postgres::PoolError::PostCreateHook(h) => h.to_string(),
+            other => other.to_string(),
+        };
         let mut e = Error::new(
             ErrorKind::Pool,
-            format!("could not get a pooled connection: {err}"),
+            format!("could not get a pooled connection: {why}"),
         );
         e.inner.source = Some(Box::new(err));
         e
@@ -146,31 +152,40 @@ impl Error {
                     || *c == SqlState::IDLE_SESSION_TIMEOUT
                     || *c == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT =>
             {
+                let why = match c {
+                    c if *c == SqlState::ADMIN_SHUTDOWN => {
+                        "the backend was terminated (pg_terminate_backend) or the server is \
+                         shutting down"
+                    }
+                    c if *c == SqlState::CRASH_SHUTDOWN => {
+                        "another server process crashed and the server is restarting"
+                    }
+                    c if *c == SqlState::CANNOT_CONNECT_NOW => "the server is starting or stopping",
+                    c if *c == SqlState::IDLE_SESSION_TIMEOUT => {
+                        "the session was idle for idle_session_timeout (a lease expired)"
+                    }
+                    _ => {
+                        "the session was idle in a transaction for \
+                          idle_in_transaction_session_timeout"
+                    }
+                };
                 (
                     ErrorKind::ConnectionLost,
-                    format!("the server ended the session: {err}"),
+                    format!("the server ended the session: {why} ({})", describe(&err)),
                 )
             }
             _ if err.is_closed() => (
                 ErrorKind::ConnectionLost,
                 "the connection to the server is closed".to_string(),
             ),
-            Some(code) => {
-                let detail = err
-                    .as_db_error()
-                    .map_or_else(|| err.to_string(), |d| d.message().to_string());
-                (
-                    ErrorKind::Db,
-                    format!("database error {}: {detail}", code.code()),
-                )
-            }
+            Some(_) => (ErrorKind::Db, format!("database error: {}", describe(&err))),
             None => match err.source() {
                 // A driver error with an I/O cause means the connection broke.
                 Some(s) if s.is::<std::io::Error>() => (
                     ErrorKind::ConnectionLost,
-                    format!("connection error: {err}"),
+                    format!("the connection failed (network or server gone): {err}: {s}"),
                 ),
-                _ => (ErrorKind::Db, format!("database error: {err}")),
+                _ => (ErrorKind::Db, format!("database error: {}", describe(&err))),
             },
         };
         let mut e = Error::new(kind, message);
@@ -289,18 +304,49 @@ impl Error {
         self.inner.holder.as_ref()
     }
 
-    /// The SQLSTATE of the server error behind this one, if any.
+    /// The SQLSTATE of the server error behind this one, if any — also when it
+    /// came through a pool (connecting failed: wrong database, authentication …).
     pub fn code(&self) -> Option<&SqlState> {
-        self.as_db_error().and_then(|e| e.code())
+        self.as_db_error().map(|e| e.code())
     }
 
-    /// The driver error behind this one, if any.
-    pub fn as_db_error(&self) -> Option<&tokio_postgres::Error> {
-        self.inner
-            .source
-            .as_ref()?
-            .downcast_ref::<tokio_postgres::Error>()
+    /// The server's error behind this one, if any: its SQLSTATE, message, detail
+    /// and hint (as the driver's method of the same name).
+    pub fn as_db_error(&self) -> Option<&tokio_postgres::error::DbError> {
+        self.as_driver_error()?.as_db_error()
     }
+
+    /// The driver error behind this one, if any — also when it came through a
+    /// pool.
+    pub fn as_driver_error(&self) -> Option<&tokio_postgres::Error> {
+        let source = self.inner.source.as_ref()?;
+        if let Some(e) = source.downcast_ref::<tokio_postgres::Error>() {
+            return Some(e);
+        }
+        match source.downcast_ref::<deadpool_postgres::PoolError>()? {
+            deadpool_postgres::PoolError::Backend(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A driver error in words: for a server error its severity, SQLSTATE, message,
+/// detail and hint (the driver's own `Display` says only "db error").
+pub(crate) fn describe(err: &tokio_postgres::Error) -> String {
+    let Some(db) = err.as_db_error() else {
+        return match err.source() {
+            Some(cause) => format!("{err}: {cause}"),
+            None => err.to_string(),
+        };
+    };
+    let mut text = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+    if let Some(detail) = db.detail() {
+        text.push_str(&format!(" (detail: {detail})"));
+    }
+    if let Some(hint) = db.hint() {
+        text.push_str(&format!(" (hint: {hint})"));
+    }
+    text
 }
 
 impl fmt::Display for Error {

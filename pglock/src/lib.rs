@@ -196,6 +196,7 @@ mod attr;
 mod defaults;
 mod held;
 
+pub use acquire::MIN_LEASE;
 pub use borrowed::BorrowedGuard;
 pub use conn::{Borrowable, Session, Source};
 pub use defaults::{default_pool, set_default_pool};

@@ -96,6 +96,8 @@ impl Advisory {
 
     /// How often [`Guard::lost`] asks the server whether the lock is still held
     /// (default 5 s). A closed connection is noticed at once regardless.
+    ///
+    /// At most 24 h (longer is an invalid-argument error at acquisition).
     pub fn check_every(mut self, every: Duration) -> Advisory {
         self.options.check_every = Some(every.max(Duration::from_millis(10)));
         self
@@ -105,6 +107,10 @@ impl Advisory {
     /// (no renewal, no query on the lock's connection), the **server** ends the
     /// lock's session and the lock is freed. Renew with [`Guard::renew`], or let
     /// [`auto_renew`](Advisory::auto_renew) do it while the process is healthy.
+    ///
+    /// At least [`MIN_LEASE`](crate::MIN_LEASE) (100 ms): shorter is an
+    /// invalid-argument error at acquisition, since no process could renew it
+    /// reliably.
     ///
     /// Needs PostgreSQL 14 or later (`idle_session_timeout`); older servers answer
     /// a [misuse](Error::is_misuse) error rather than a lease that never expires.
@@ -143,6 +149,10 @@ impl Advisory {
     /// `pg_stat_activity` and the not-acquired errors of others name it. The
     /// session's `application_name` is reset (to the connection's own) by a
     /// statement pipelined with the unlock.
+    ///
+    /// At most 63 bytes of printable ASCII (what PostgreSQL keeps and shows of an
+    /// `application_name`); anything else is an invalid-argument error at
+    /// acquisition, before anything is sent.
     pub fn label(mut self, label: impl Into<Arc<str>>) -> Advisory {
         self.options.label = Some(label.into());
         self

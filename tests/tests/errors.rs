@@ -233,3 +233,62 @@ async fn codes_sources_and_messages() {
     assert!(err.source().is_some(), "{err:?}");
     assert!(err.to_string().contains(&name), "{err}");
 }
+
+/// A pool that cannot connect says what the server said, with its SQLSTATE.
+#[tokio::test]
+async fn pool_errors_carry_the_servers_reason() {
+    let url = pglock_tests::database_url().await;
+    let mut config: tokio_postgres::Config = url.parse().unwrap();
+    config.dbname("pglock_no_such_database");
+    let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
+    let pool = deadpool_postgres::Pool::builder(manager)
+        .max_size(1)
+        .build()
+        .unwrap();
+    let err = pglock::advisory("x").acquire(&pool).await.unwrap_err();
+    assert!(err.is_pool(), "{err:?}");
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("database \"pglock_no_such_database\" does not exist")
+            && text.contains("3D000"),
+        "{text}"
+    );
+}
+
+/// A backend terminated while it waits is named as such, not as "db error".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_backend_is_named() {
+    let fx = pglock_tests::Fixture::new("errors-terminated").await;
+    let holder = fx.hold_elsewhere().await;
+    let pool = pglock_tests::pool(1).await;
+    let waiter = tokio::spawn({
+        let (pool, name) = (pool.clone(), fx.name.clone());
+        async move { pglock::advisory(name.as_str()).acquire(&pool).await }
+    });
+    pglock_tests::wait_until_waiting(&fx.observer, &fx.name, None).await;
+    let waiting = fx
+        .rows()
+        .await
+        .into_iter()
+        .find(|r| !r.granted)
+        .unwrap()
+        .pid;
+    fx.observer
+        .execute("SELECT pg_terminate_backend($1)", &[&waiting])
+        .await
+        .unwrap();
+    let err = waiter.await.unwrap().unwrap_err();
+    let text = err.to_string();
+    assert!(err.is_connection_lost(), "{err:?}");
+    assert!(
+        text.contains("terminated") && text.contains("57P01"),
+        "{text}"
+    );
+    assert!(!text.contains(": db error"), "{text}");
+    drop(holder);
+}

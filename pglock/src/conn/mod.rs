@@ -226,6 +226,6 @@ impl Settings {
 /// when the lock is granted or the session closes.
 pub(crate) async fn cancel(token: CancelToken) {
     if let Err(e) = token.cancel_query(tokio_postgres::NoTls).await {
-        tracing::warn!(error = %e, "pglock: could not send a cancel request");
+        tracing::warn!(error = %crate::error::describe(&e), "pglock: could not send a cancel request");
     }
 }

@@ -122,7 +122,7 @@ impl Session {
         let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
         let driver = tokio::spawn(async move {
             if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "pglock: session connection ended with an error");
+                tracing::debug!(error = %crate::error::describe(&e), "pglock: session connection ended with an error");
             }
         });
         Ok(Session::with(
@@ -203,9 +203,9 @@ impl Session {
                     }
                     Err(e) if started.elapsed() >= OWED_UNLOCK_GRACE => {
                         if session.close() {
-                            tracing::error!(lock = %id, error = %e, "pglock: the unlock still fails; closing the session's connection to free its locks");
+                            tracing::error!(lock = %id, error = %crate::error::describe(&e), "pglock: the unlock still fails; closing the session's connection to free its locks");
                         } else {
-                            tracing::error!(lock = %id, error = %e, "pglock: the unlock still fails and this session's connection is not pglock's to close; retrying");
+                            tracing::error!(lock = %id, error = %crate::error::describe(&e), "pglock: the unlock still fails and this session's connection is not pglock's to close; retrying");
                             tokio::time::sleep(Duration::from_secs(1)).await;
                             continue;
                         }
