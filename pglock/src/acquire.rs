@@ -18,7 +18,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use tracing::Instrument;
 
-use crate::conn::ledger::{LocalWait, Refusal, Task};
+use crate::conn::ledger::{LocalWait, Pooling, Refusal, Task};
 use crate::conn::{Conn, Exec, Param, Prepared, Settings, Source};
 use crate::error::{Error, Holder};
 use crate::fencing;
@@ -207,6 +207,8 @@ impl Extra {
 /// What a granted attempt brings besides the lock.
 pub(crate) struct Granted {
     pub(crate) fencing_token: Option<i64>,
+    /// The backend (server process) that granted the lock.
+    pub(crate) backend_pid: Option<i32>,
 }
 
 /// An attempt that failed with an error, and whether its connection must be
@@ -271,6 +273,16 @@ impl Advisory {
     }
 
     fn check_settings(&self, shared: bool, borrowed: bool) -> Result<(), Error> {
+        let o = &self.options;
+        if o.pooler_safe
+            && (shared || borrowed || o.lease.is_some() || o.label.is_some() || o.fencing)
+        {
+            return Err(Error::misuse(
+                "a pooler-safe lock keeps a transaction open on a connection of its own: take \
+                 it through a pool, without lease, label or fencing",
+            )
+            .with_lock(&self.id));
+        }
         let per_session = self.options.lease.is_some() || self.options.label.is_some();
         if per_session && shared {
             return Err(Error::misuse(
@@ -323,6 +335,15 @@ impl Advisory {
             };
             let conn = self.checkout(source).await?;
             self.check_settings(conn.is_shared(), false)?;
+            if !self.options.pooler_safe {
+                source.probe(&conn).await;
+                if source.ledger().pooling() == Pooling::Transaction {
+                    return Err(Error::transaction_pooler(
+                        "two of its client connections were served by one server session",
+                    )
+                    .with_lock(&self.id));
+                }
+            }
             let settings = Settings {
                 reset_ttl: matches!(conn, Conn::Pooled(_)) && self.options.lease.is_some(),
                 reset_label: matches!(conn, Conn::Pooled(_)) && self.options.label.is_some(),
@@ -373,6 +394,8 @@ impl Advisory {
                         fencing_token: granted.fencing_token,
                         label: self.options.label.clone(),
                         settings,
+                        in_transaction: self.options.pooler_safe,
+                        backend_pid: granted.backend_pid,
                     };
                     Ok(Outcome::Acquired(Guard::new(
                         conn,
@@ -450,11 +473,20 @@ impl Advisory {
         let attempt = wait.attempt();
         let fail = |error: Error, discard: bool| Failed { error, discard };
         let lock_timeout = wait.lock_timeout().map_err(|e| fail(e, false))?;
-        let statement = sql::lock(sql::Scope::Session, self.mode, attempt, key.is_pair());
-        let prepared = exec
-            .prepare(statement)
-            .await
-            .map_err(|e| fail(self.error(e), false))?;
+        let scope = match self.options.pooler_safe {
+            true => sql::Scope::Xact,
+            false => sql::Scope::Session,
+        };
+        let statement = sql::lock(scope, self.mode, attempt, key.is_pair());
+        // Behind a transaction pooler a named statement prepared in one server
+        // session is unknown in the next: pooler-safe locks send theirs unnamed.
+        let prepared = match self.options.pooler_safe {
+            true => Prepared::Typed(statement),
+            false => exec
+                .prepare(statement)
+                .await
+                .map_err(|e| fail(self.error(e), false))?,
+        };
         let mut params = key.params();
         if attempt == Attempt::Wait {
             params.push((&lock_timeout, Type::TEXT));
@@ -471,26 +503,53 @@ impl Advisory {
         // The statements are queued on the first poll of the query futures, in the
         // same poll as this flag is set: a drop after this line has sent them.
         pending.mark_sent();
-        let (result, extra_results) = join(
-            exec.query(&prepared, &params),
-            join_all(
-                prepared_extras
-                    .iter()
-                    .zip(&extra_params)
-                    .map(|(p, ps)| exec.query(p, ps)),
+        let in_transaction = self.options.pooler_safe;
+        let begin = async {
+            match in_transaction {
+                true => exec.batch(sql::BEGIN).await,
+                false => Ok(()),
+            }
+        };
+        // BEGIN (pooler-safe mode), the lock and its extras: polled in this order,
+        // so queued in this order, in one round trip.
+        let (begun, (result, extra_results)) = join(
+            begin,
+            join(
+                exec.query(&prepared, &params),
+                join_all(
+                    prepared_extras
+                        .iter()
+                        .zip(&extra_params)
+                        .map(|(p, ps)| exec.query(p, ps)),
+                ),
             ),
         )
         .await;
+        let result = begun.and(result);
+        let mut backend_pid = None;
         let (granted, failure) = match result {
-            Ok(rows) => (
-                attempt == Attempt::Wait || rows.first().is_some_and(|r| r.get(0)),
-                None,
-            ),
+            Ok(rows) => {
+                backend_pid = rows.first().map(|r| r.get(1));
+                (
+                    attempt == Attempt::Wait || rows.first().is_some_and(|r| r.get(0)),
+                    None,
+                )
+            }
             Err(e) => match self.error(e) {
                 err if err.is_connection_lost() => return Err(fail(err, true)),
                 err => (false, Some(err)),
             },
         };
+        if !granted && in_transaction {
+            // The transaction's end releases whatever it may have been granted.
+            if let Err(e) = exec.batch(sql::ROLLBACK).await {
+                return Err(fail(failure.unwrap_or_else(|| self.error(e)), true));
+            }
+            return match failure.filter(|err| !err.is_not_acquired()) {
+                Some(err) => Err(fail(err, false)),
+                None => Ok(Outcome::Busy(None)),
+            };
+        }
         if !granted {
             // A failed wait may have been granted just as it failed, and changed
             // settings go back.
@@ -522,7 +581,10 @@ impl Advisory {
                 }
             }
         }
-        Ok(Outcome::Acquired(Granted { fencing_token }))
+        Ok(Outcome::Acquired(Granted {
+            fencing_token,
+            backend_pid,
+        }))
     }
 
     /// After an attempt that did not end with a held lock: release what the server

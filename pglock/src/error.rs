@@ -34,6 +34,12 @@ pub enum ErrorKind {
     /// The library was used in a way it does not support (for example no default
     /// pool was installed for `#[advisory]`).
     Misuse,
+    /// The connection goes through a transaction-pooling proxy (PgBouncer's
+    /// `pool_mode = transaction`, RDS Proxy …), where consecutive statements may
+    /// run in different server sessions: session locks cannot work there. Use
+    /// [`Advisory::pooler_safe`](crate::Advisory::pooler_safe), session pooling,
+    /// or a direct connection.
+    TransactionPooler,
     /// Any other error from the server or the driver; see [`Error::code`].
     Db,
 }
@@ -287,6 +293,26 @@ impl Error {
     /// The library was misused (see [`ErrorKind::Misuse`]).
     pub fn is_misuse(&self) -> bool {
         self.kind() == ErrorKind::Misuse
+    }
+
+    /// The connection goes through a transaction-pooling proxy (see
+    /// [`ErrorKind::TransactionPooler`]).
+    pub fn is_transaction_pooler(&self) -> bool {
+        self.kind() == ErrorKind::TransactionPooler
+    }
+
+    pub(crate) fn transaction_pooler(evidence: &str) -> Error {
+        Error::new(
+            ErrorKind::TransactionPooler,
+            format!(
+                "this connection goes through a transaction-pooling proxy (PgBouncer with \
+                 pool_mode = transaction, RDS Proxy, …): {evidence}. Consecutive statements may \
+                 run in different server sessions there, so a session lock could be taken in \
+                 one and outlive its guard in another. Use .pooler_safe() (the lock lives in \
+                 a transaction the guard keeps open), a session-pooling proxy, or a direct \
+                 connection"
+            ),
+        )
     }
 
     /// The lock this error is about, when it is about one.

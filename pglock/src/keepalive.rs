@@ -22,15 +22,14 @@ const KEEPALIVE_RETRIES: u32 = 3;
 /// system's defaults apply (on Linux about two hours and eleven minutes).
 ///
 /// Existing `options` are kept. [`Session::connect`](crate::Session::connect) applies
-/// this; apply it to the `tokio_postgres::Config` of the pools you lock through.
+/// the same settings (the server side with `SET` once connected); apply this to the
+/// `tokio_postgres::Config` of the pools you lock through. Proxies such as
+/// PgBouncer refuse startup `options` (`unsupported startup parameter`): behind
+/// one, set the client side only and configure the server side's keepalives on
+/// the server.
 pub fn configure_keepalives(config: &mut tokio_postgres::Config) {
+    configure_client_keepalives(config);
     let user_timeout = KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_RETRIES;
-    config
-        .keepalives(true)
-        .keepalives_idle(KEEPALIVE_IDLE)
-        .keepalives_interval(KEEPALIVE_INTERVAL)
-        .keepalives_retries(KEEPALIVE_RETRIES)
-        .tcp_user_timeout(user_timeout);
     let server = format!(
         "-c tcp_keepalives_idle={} -c tcp_keepalives_interval={} -c tcp_keepalives_count={} \
          -c tcp_user_timeout={}",
@@ -44,4 +43,27 @@ pub fn configure_keepalives(config: &mut tokio_postgres::Config) {
         _ => server,
     };
     config.options(options);
+}
+
+/// The client side of [`configure_keepalives`] only.
+pub(crate) fn configure_client_keepalives(config: &mut tokio_postgres::Config) {
+    config
+        .keepalives(true)
+        .keepalives_idle(KEEPALIVE_IDLE)
+        .keepalives_interval(KEEPALIVE_INTERVAL)
+        .keepalives_retries(KEEPALIVE_RETRIES)
+        .tcp_user_timeout(KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_RETRIES);
+}
+
+/// The server side of [`configure_keepalives`] as `SET` statements, for a
+/// connection already made (proxies refuse them as startup options).
+pub(crate) fn server_keepalives_sql() -> String {
+    format!(
+        "SET tcp_keepalives_idle = {}; SET tcp_keepalives_interval = {}; \
+         SET tcp_keepalives_count = {}; SET tcp_user_timeout = {}",
+        KEEPALIVE_IDLE.as_secs(),
+        KEEPALIVE_INTERVAL.as_secs(),
+        KEEPALIVE_RETRIES,
+        (KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_RETRIES).as_millis()
+    )
 }

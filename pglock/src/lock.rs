@@ -61,6 +61,7 @@ pub(crate) struct Options {
     pub(crate) auto_renew: bool,
     pub(crate) fencing: bool,
     pub(crate) label: Option<Arc<str>>,
+    pub(crate) pooler_safe: bool,
 }
 
 impl Advisory {
@@ -155,6 +156,31 @@ impl Advisory {
     /// acquisition, before anything is sent.
     pub fn label(mut self, label: impl Into<Arc<str>>) -> Advisory {
         self.options.label = Some(label.into());
+        self
+    }
+
+    /// Holds the lock in a transaction the guard keeps open on its connection,
+    /// instead of in the server session: the mode that works through a
+    /// transaction-pooling proxy (PgBouncer's `pool_mode = transaction`, RDS Proxy,
+    /// Supabase's pooler), which pins a client to one server session only for the
+    /// length of a transaction.
+    ///
+    /// The guard is a [`Guard`] like any other — release, drop, loss, timeouts and
+    /// cancellation behave the same — but its connection has a transaction open
+    /// (`BEGIN` pipelined with `pg_advisory_xact_lock`) until the guard ends it:
+    /// `COMMIT` on [`release`](Guard::release), `ROLLBACK` when dropped. Do not
+    /// commit or roll back through [`Guard::client`]; queries you run there are
+    /// part of that transaction. An open transaction has costs: the server's
+    /// `idle_in_transaction_session_timeout`, when set, ends a holder that stays
+    /// idle that long (its lock is then lost, as `lost()` reports), and a long
+    /// open transaction holds back vacuum's horizon (dead rows are not cleaned up
+    /// while it is open) — keep such locks short.
+    ///
+    /// Through a pool only (a shared [`Session`](crate::Session) would put every
+    /// other guard's statements into this transaction), and without `lease`,
+    /// `label` or `fencing` (a [misuse](Error::is_misuse) error).
+    pub fn pooler_safe(mut self) -> Advisory {
+        self.options.pooler_safe = true;
         self
     }
 

@@ -56,6 +56,12 @@ fn key_args(pair: bool) -> &'static str {
     }
 }
 
+/// Every lock and unlock statement also answers the backend that ran it: through a
+/// transaction-pooling proxy, consecutive statements of one client may run in
+/// different server sessions, and a session lock taken in one cannot be released
+/// from another.
+const PID: &str = "pg_catalog.pg_backend_pid()";
+
 fn build(scope: Scope, mode: Mode, attempt: Attempt, pair: bool) -> String {
     let function = format!(
         "pg_catalog.pg_{}advisory_{}lock{}",
@@ -65,7 +71,7 @@ fn build(scope: Scope, mode: Mode, attempt: Attempt, pair: bool) -> String {
     );
     let args = key_args(pair);
     match attempt {
-        Attempt::Try => format!("SELECT {function}({args})"),
+        Attempt::Try => format!("SELECT {function}({args}), {PID}"),
         Attempt::Wait => {
             let timeout = if pair {
                 "$3::pg_catalog.text"
@@ -75,7 +81,7 @@ fn build(scope: Scope, mode: Mode, attempt: Attempt, pair: bool) -> String {
             // Volatile functions keep the subquery from being flattened or its
             // columns from being pruned; its target list runs left to right.
             format!(
-                "SELECT pg_catalog.set_config('lock_timeout', s.saved, true) FROM (SELECT \
+                "SELECT pg_catalog.set_config('lock_timeout', s.saved, true), {PID} FROM (SELECT \
                  pg_catalog.current_setting('lock_timeout') AS saved, \
                  pg_catalog.set_config('lock_timeout', {timeout}, true) AS applied, \
                  {function}({args}) AS locked) AS s"
@@ -95,7 +101,7 @@ static UNLOCK: LazyLock<Vec<String>> = LazyLock::new(|| {
         for pair in [false, true] {
             let suffix = if mode == Mode::Shared { "_shared" } else { "" };
             all.push(format!(
-                "SELECT pg_catalog.pg_advisory_unlock{suffix}({})",
+                "SELECT pg_catalog.pg_advisory_unlock{suffix}({}), {PID}",
                 key_args(pair)
             ));
         }
@@ -213,6 +219,11 @@ pub(crate) fn millis(d: std::time::Duration) -> Option<String> {
     (ms <= i32::MAX as u128).then(|| format!("{ms}ms"))
 }
 
+/// Pooler-safe locks live in a transaction the guard keeps open.
+pub(crate) const BEGIN: &str = "BEGIN";
+pub(crate) const COMMIT: &str = "COMMIT";
+pub(crate) const ROLLBACK: &str = "ROLLBACK";
+
 pub(crate) const UNLOCK_ALL: &str = "SELECT pg_catalog.pg_advisory_unlock_all()";
 /// A savepoint with a name of its own (`pglock_<n>`, `n` unique in the process), so
 /// that it clashes with no savepoint of the caller's nor of another acquisition.
@@ -248,18 +259,19 @@ mod tests {
     fn statements_name_the_right_functions() {
         assert_eq!(
             lock(Scope::Session, Mode::Exclusive, Attempt::Try, false),
-            "SELECT pg_catalog.pg_try_advisory_lock($1::pg_catalog.int8)"
+            "SELECT pg_catalog.pg_try_advisory_lock($1::pg_catalog.int8), pg_catalog.pg_backend_pid()"
         );
         assert_eq!(
             lock(Scope::Xact, Mode::Shared, Attempt::Try, true),
-            "SELECT pg_catalog.pg_try_advisory_xact_lock_shared($1::pg_catalog.int4, $2::pg_catalog.int4)"
+            "SELECT pg_catalog.pg_try_advisory_xact_lock_shared($1::pg_catalog.int4, $2::pg_catalog.int4), \
+             pg_catalog.pg_backend_pid()"
         );
         let wait = lock(Scope::Session, Mode::Shared, Attempt::Wait, true);
         assert!(wait.contains("pg_advisory_lock_shared($1::pg_catalog.int4, $2::pg_catalog.int4)"));
         assert!(wait.contains("set_config('lock_timeout', $3::pg_catalog.text, true)"));
         assert_eq!(
             unlock(Mode::Shared, false),
-            "SELECT pg_catalog.pg_advisory_unlock_shared($1::pg_catalog.int8)"
+            "SELECT pg_catalog.pg_advisory_unlock_shared($1::pg_catalog.int8), pg_catalog.pg_backend_pid()"
         );
         assert!(unlock_if_held(Mode::Exclusive, true).contains("classid = $3::pg_catalog.oid"));
         assert!(unlock_if_held(Mode::Shared, false).contains("mode = 'ShareLock'"));

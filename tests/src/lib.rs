@@ -12,8 +12,10 @@
 //! the harness's own, never through pglock. Advisory locks are database-wide, so
 //! every test takes its names from [`unique_name`].
 
+mod pgbouncer;
 mod relay;
 
+pub use pgbouncer::{PgBouncer, PoolMode};
 pub use relay::Relay;
 
 use std::path::PathBuf;

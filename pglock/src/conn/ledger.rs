@@ -47,6 +47,21 @@ use crate::key::{LockKey, Mode};
 #[doc(hidden)]
 pub struct Ledger {
     keys: Mutex<HashMap<LockKey, Weak<Entry>>>,
+    /// What is known of a proxy between the source and the server: see
+    /// [`Pooling`].
+    pooling: std::sync::atomic::AtomicU8,
+}
+
+/// What is known of the pooling between a source and the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pooling {
+    /// Not checked yet.
+    Unknown = 0,
+    /// Each client connection keeps its server session (direct, or session
+    /// pooling), as far as a check could tell.
+    SessionKept = 1,
+    /// Consecutive statements of a client may run in different server sessions.
+    Transaction = 2,
 }
 
 struct Entry {
@@ -94,6 +109,11 @@ pub(crate) struct Hold {
 }
 
 impl Hold {
+    /// The ledger this hold is in.
+    pub(crate) fn ledger(&self) -> &Arc<Ledger> {
+        &self._ledger
+    }
+
     /// The guard is gone (its unlock is queued): its task no longer owns the
     /// hold, though the permit stays until the unlock has gone through.
     pub(crate) fn disown(&self) {
@@ -206,6 +226,21 @@ impl Ledger {
         })
     }
 
+    pub(crate) fn pooling(&self) -> Pooling {
+        match self.pooling.load(Ordering::Relaxed) {
+            1 => Pooling::SessionKept,
+            2 => Pooling::Transaction,
+            _ => Pooling::Unknown,
+        }
+    }
+
+    /// Records what a check found; a transaction pooler, once seen, stays known.
+    pub(crate) fn set_pooling(&self, pooling: Pooling) {
+        if self.pooling() != Pooling::Transaction {
+            self.pooling.store(pooling as u8, Ordering::Relaxed);
+        }
+    }
+
     fn entry(&self, key: LockKey) -> Arc<Entry> {
         let mut keys = lock(&self.keys);
         if let Some(entry) = keys.get(&key).and_then(Weak::upgrade) {
@@ -268,24 +303,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The ledger of a pool: one per pool, shared by every clone of it, alive while
-/// any of its holds is.
+/// The ledger of a pool: one per pool, shared by every clone of it, alive as long
+/// as the pool is.
 pub(crate) fn of_pool(pool: &deadpool_postgres::Pool) -> Arc<Ledger> {
-    static POOLS: Mutex<Vec<(usize, Weak<Ledger>)>> = Mutex::new(Vec::new());
+    type Entry = (usize, deadpool_postgres::WeakPool, Arc<Ledger>);
+    static POOLS: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
     // The manager lives inside the pool's shared allocation: the same address
     // for every clone of the pool, for as long as the pool lives.
     let id = pool.manager() as *const deadpool_postgres::Manager as usize;
     let mut pools = lock(&POOLS);
-    pools.retain(|(_, l)| l.strong_count() > 0);
-    if let Some(ledger) = pools
-        .iter()
-        .find(|(i, _)| *i == id)
-        .and_then(|(_, l)| l.upgrade())
-    {
-        return ledger;
+    pools.retain(|(_, weak, _)| weak.upgrade().is_some());
+    if let Some((_, _, ledger)) = pools.iter().find(|(i, _, _)| *i == id) {
+        return ledger.clone();
     }
     let ledger = Arc::new(Ledger::default());
-    pools.push((id, Arc::downgrade(&ledger)));
+    pools.push((id, pool.weak(), ledger.clone()));
     ledger
 }
 

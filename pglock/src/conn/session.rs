@@ -118,17 +118,45 @@ impl Session {
         let mut config: tokio_postgres::Config = config
             .parse()
             .map_err(|e| Error::invalid_argument(format!("invalid connection string: {e}")))?;
-        crate::keepalive::configure_keepalives(&mut config);
+        // The server side's keepalive settings are SET once connected rather than
+        // sent as startup `options`, which proxies such as PgBouncer refuse.
+        crate::keepalive::configure_client_keepalives(&mut config);
         let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
         let driver = tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %crate::error::describe(&e), "pglock: session connection ended with an error");
             }
         });
-        Ok(Session::with(
-            Owned::Plain(client),
-            Some(driver.abort_handle()),
-        ))
+        client
+            .batch_execute(&crate::keepalive::server_keepalives_sql())
+            .await?;
+        let session = Session::with(Owned::Plain(client), Some(driver.abort_handle()));
+        session.probe(&config).await;
+        Ok(session)
+    }
+
+    /// Finds out whether a transaction-pooling proxy serves this session: a
+    /// second, short-lived connection asks which server session serves it right
+    /// after this one's statement. Directly or through session pooling they are
+    /// two sessions; through transaction pooling the second gets the server
+    /// session the first just gave back. Session locks are then refused.
+    async fn probe(&self, config: &tokio_postgres::Config) {
+        let Some(first) = super::source::backend_pid(self.client()).await else {
+            return;
+        };
+        let Ok((other, connection)) = config.connect(tokio_postgres::NoTls).await else {
+            return;
+        };
+        let driver = tokio::spawn(connection);
+        let second = super::source::backend_pid(&other).await;
+        drop(other);
+        let _ = driver.await;
+        if let Some(second) = second {
+            self.ledger().set_pooling(match first == second {
+                true => super::ledger::Pooling::Transaction,
+                false => super::ledger::Pooling::SessionKept,
+            });
+        }
     }
 
     /// The client, for your own queries on the same connection.

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use super::ledger::{self, Ledger};
+use super::ledger::{self, Ledger, Pooling};
 use super::{Conn, Exec, Session};
 use crate::error::Error;
 
@@ -18,6 +18,9 @@ pub(crate) mod private {
         fn checkout(&self) -> impl Future<Output = Result<Conn, Error>> + Send;
         /// The ledger of the holds taken through this source.
         fn ledger(&self) -> Arc<Ledger>;
+        /// Finds out, once per source, whether a transaction-pooling proxy sits
+        /// between it and the server (`conn` is one of its connections).
+        fn probe(&self, conn: &Conn) -> impl Future<Output = ()> + Send;
     }
 
     /// What pglock needs of a borrowed connection.
@@ -51,6 +54,35 @@ impl private::Sealed for deadpool_postgres::Pool {
     fn ledger(&self) -> Arc<Ledger> {
         ledger::of_pool(self)
     }
+
+    /// Two client connections of the pool ask which server session serves them.
+    /// Directly, or through session pooling, they are two sessions. Through
+    /// transaction pooling the second is served by the server session the first
+    /// just gave back (PgBouncer hands out its most recently used idle server
+    /// connection first), so both name the same backend. Checked when a second
+    /// connection can be had without waiting; otherwise at a later acquisition.
+    async fn probe(&self, conn: &Conn) {
+        let ledger = self.ledger();
+        if ledger.pooling() != Pooling::Unknown {
+            return;
+        }
+        let timeouts = deadpool_postgres::Timeouts {
+            wait: Some(std::time::Duration::ZERO),
+            create: Some(std::time::Duration::from_secs(5)),
+            recycle: Some(std::time::Duration::from_secs(5)),
+        };
+        let Ok(other) = self.timeout_get(&timeouts).await else {
+            return;
+        };
+        let first = backend_pid(conn.client()).await;
+        let second = backend_pid(&other).await;
+        if let (Some(first), Some(second)) = (first, second) {
+            ledger.set_pooling(match first == second {
+                true => Pooling::Transaction,
+                false => Pooling::SessionKept,
+            });
+        }
+    }
 }
 impl Source for deadpool_postgres::Pool {}
 
@@ -62,6 +94,9 @@ impl private::Sealed for Session {
     fn ledger(&self) -> Arc<Ledger> {
         self.ledger().clone()
     }
+
+    /// A session is checked when [`Session::connect`] makes it.
+    async fn probe(&self, _: &Conn) {}
 }
 impl Source for Session {}
 
@@ -87,3 +122,16 @@ impl private::SealedBorrow for deadpool_postgres::Object {
     }
 }
 impl Borrowable for deadpool_postgres::Object {}
+
+/// The backend (server process) serving `client`'s next statement.
+pub(crate) async fn backend_pid(client: &tokio_postgres::Client) -> Option<i32> {
+    // A simple query: one message, which no proxy can split across sessions.
+    let messages = client
+        .simple_query("SELECT pg_catalog.pg_backend_pid()")
+        .await
+        .ok()?;
+    messages.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0)?.parse().ok(),
+        _ => None,
+    })
+}

@@ -60,6 +60,19 @@ pub(crate) struct Held {
     pub(crate) fencing_token: Option<i64>,
     pub(crate) label: Option<Arc<str>>,
     pub(crate) settings: Settings,
+    /// The lock lives in a transaction the guard keeps open (pooler-safe mode):
+    /// it ends with COMMIT, or ROLLBACK when dropped.
+    pub(crate) in_transaction: bool,
+    /// The backend (server process) that granted the lock.
+    pub(crate) backend_pid: Option<i32>,
+}
+
+/// How a guard's hold ends.
+enum Ending {
+    /// `pg_advisory_unlock…`, answering whether it was held.
+    Unlock(Prepared),
+    /// The end of the transaction the lock lives in.
+    Transaction(&'static str),
 }
 
 impl Guard {
@@ -96,6 +109,12 @@ impl Guard {
     /// rejects writes carrying a token lower than the highest it has seen.
     pub fn fencing_token(&self) -> Option<i64> {
         self.held.fencing_token
+    }
+
+    /// The process id of the server backend that holds the lock
+    /// (`pg_backend_pid()` there; `pid` in `pg_locks`).
+    pub fn backend_pid(&self) -> Option<i32> {
+        self.held.backend_pid
     }
 
     /// The holder label given with [`label`](crate::Advisory::label).
@@ -200,7 +219,15 @@ impl Guard {
             let key = self.key();
             let statement = sql::unlock(self.mode, key.is_pair());
             // Dropped here, the guard's drop releases the lock.
-            let prepared = self.conn().exec().prepare(statement).await;
+            let prepared = match self.held.in_transaction {
+                true => Ok(Ending::Transaction(sql::COMMIT)),
+                false => self
+                    .conn()
+                    .exec()
+                    .prepare(statement)
+                    .await
+                    .map(Ending::Unlock),
+            };
             // From here on the guard's drop does nothing: this call sees the
             // release through. Dropped after this point, the unlock is already
             // queued on the connection, ahead of anything else that will run on it.
@@ -210,10 +237,24 @@ impl Guard {
                 .expect("a guard owns its connection until it is released");
             let hold = self.hold.take();
             let result = match prepared {
-                Ok(prepared) => unlock(conn.exec(), &prepared, key, self.held.settings).await,
-                Err(e) => (Err(e), false),
+                Ok(prepared) => {
+                    let holder = self.held.backend_pid;
+                    unlock(conn.exec(), &prepared, key, self.held.settings, holder).await
+                }
+                Err(e) => Unlocked {
+                    held: Err(e),
+                    reset: false,
+                    elsewhere: None,
+                },
             };
-            match finish(conn, hold, &self.id, self.mode, result) {
+            match finish(
+                conn,
+                hold,
+                &self.id,
+                self.mode,
+                self.held.backend_pid,
+                result,
+            ) {
                 Ok(()) => {
                     tracing::debug!("pglock: released");
                     Ok(())
@@ -235,8 +276,33 @@ fn finish(
     hold: Option<Hold>,
     id: &LockId,
     mode: Mode,
-    (result, reset): (Result<bool, tokio_postgres::Error>, bool),
+    holder: Option<i32>,
+    Unlocked {
+        held: result,
+        reset,
+        elsewhere,
+    }: Unlocked,
 ) -> Result<(), Error> {
+    if let Some(elsewhere) = elsewhere {
+        // A transaction-pooling proxy: refuse session locks through this source
+        // from now on, and say so.
+        if let Some(hold) = &hold {
+            hold.ledger()
+                .set_pooling(crate::conn::ledger::Pooling::Transaction);
+        }
+        let released = matches!(result, Ok(true));
+        conn.discard();
+        return Err(Error::transaction_pooler(&format!(
+            "the lock was granted in server backend {} but its unlock ran in backend \
+             {elsewhere}{}",
+            holder.unwrap_or_default(),
+            match released {
+                true => "; sent again, it reached the holder and released the lock",
+                false => "; the lock may still be held there until that server session ends",
+            }
+        ))
+        .with_lock(id));
+    }
     match result {
         Ok(held) => {
             if !reset || matches!(conn, Conn::Dedicated(_)) {
@@ -290,11 +356,15 @@ impl Drop for Guard {
         }
         let (key, id, mode, settings) =
             (self.key(), self.id.clone(), self.mode, self.held.settings);
-        let statement = Prepared::Typed(sql::unlock(mode, key.is_pair()));
+        let holder = self.held.backend_pid;
+        let statement = match self.held.in_transaction {
+            true => Ending::Transaction(sql::ROLLBACK),
+            false => Ending::Unlock(Prepared::Typed(sql::unlock(mode, key.is_pair()))),
+        };
         finish_detached(async move {
             // Typed, not prepared: queued on the very first poll, in `finish_detached`.
-            let result = unlock(conn.exec(), &statement, key, settings).await;
-            match finish(conn, hold, &id, mode, result) {
+            let result = unlock(conn.exec(), &statement, key, settings, holder).await;
+            match finish(conn, hold, &id, mode, holder, result) {
                 Ok(()) => tracing::debug!(lock = %id, "pglock: released on drop"),
                 Err(e) if e.is_lost() => {
                     tracing::warn!(lock = %id, error = %e, "pglock: lock was already lost when its guard was dropped")
@@ -307,23 +377,62 @@ impl Drop for Guard {
 
 /// Sends the unlock and, pipelined behind it, the resets of changed settings.
 /// Answers whether the lock was held, and whether the resets worked.
+/// What an unlock came to.
+struct Unlocked {
+    /// Whether the lock was held, or why the unlock could not run.
+    held: Result<bool, tokio_postgres::Error>,
+    /// Whether changed settings were put back.
+    reset: bool,
+    /// The backend that ran the unlock, when it was not the one holding the lock
+    /// (a transaction-pooling proxy routed it elsewhere).
+    elsewhere: Option<i32>,
+}
+
+/// How often an unlock routed to the wrong server session is sent again, hoping
+/// that the proxy routes it to the holding one.
+const REROUTES: usize = 20;
+
 async fn unlock(
     exec: Exec<'_>,
-    statement: &Prepared,
+    ending: &Ending,
     key: LockKey,
     settings: Settings,
-) -> (Result<bool, tokio_postgres::Error>, bool) {
+    holder: Option<i32>,
+) -> Unlocked {
+    let statement = match ending {
+        Ending::Unlock(statement) => statement,
+        // The transaction's end releases its locks; nothing else was changed.
+        Ending::Transaction(sql) => {
+            return Unlocked {
+                held: exec.batch(sql).await.map(|()| true),
+                reset: true,
+                elsewhere: None,
+            }
+        }
+    };
     let params = key.params();
     let resets: Vec<Prepared> = settings.resets().map(Prepared::Typed).collect();
-    let (result, reset) = join(
+    let (mut result, reset) = join(
         exec.query(statement, &params),
         join_all(resets.iter().map(|r| exec.query(r, &[]))),
     )
     .await;
-    (
-        result.map(|rows| unlocked(rows.as_slice())),
-        reset.iter().all(Result::is_ok),
-    )
+    let ran_in = |rows: &[Row]| rows.first().map(|r| r.get::<_, i32>(1));
+    let mut elsewhere = None;
+    for _ in 0..REROUTES {
+        match &result {
+            Ok(rows) if holder.is_some() && ran_in(rows) != holder => {
+                elsewhere = elsewhere.or(ran_in(rows));
+                result = exec.query(statement, &params).await;
+            }
+            _ => break,
+        }
+    }
+    Unlocked {
+        held: result.map(|rows| unlocked(rows.as_slice())),
+        reset: reset.iter().all(Result::is_ok),
+        elsewhere,
+    }
 }
 
 impl fmt::Debug for Guard {
