@@ -276,4 +276,41 @@ mod tests {
         assert!(unlock_if_held(Mode::Exclusive, true).contains("classid = $3::pg_catalog.oid"));
         assert!(unlock_if_held(Mode::Shared, false).contains("mode = 'ShareLock'"));
     }
+
+    /// Every function a statement calls is named with its schema: none resolves
+    /// through the session's `search_path`.
+    #[test]
+    fn every_function_is_schema_qualified() {
+        let mut all: Vec<String> = Vec::new();
+        for scope in [Scope::Session, Scope::Xact] {
+            for mode in [Mode::Exclusive, Mode::Shared] {
+                for attempt in [Attempt::Try, Attempt::Wait] {
+                    for pair in [false, true] {
+                        all.push(lock(scope, mode, attempt, pair).to_string());
+                        all.push(unlock(mode, pair).to_string());
+                        all.push(unlock_if_held(mode, pair).to_string());
+                    }
+                }
+            }
+        }
+        all.extend([HOLDER.clone(), STATUS.clone()]);
+        all.extend([IS_HELD, SET_TTL, SET_LABEL, UNLOCK_ALL, crate::fencing::NEXT_TOKEN].map(String::from));
+        for sql in &all {
+            let bytes = sql.as_bytes();
+            for (i, _) in sql.match_indices('(') {
+                let start = bytes[..i]
+                    .iter()
+                    .rposition(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
+                    .map_or(0, |p| p + 1);
+                let name = &sql[start..i];
+                if name.is_empty() || ["coalesce", "EXISTS", "AS"].contains(&name) {
+                    continue;
+                }
+                assert!(
+                    sql[..start].ends_with("pg_catalog.") || sql[..start].ends_with("public."),
+                    "unqualified {name}( in {sql}"
+                );
+            }
+        }
+    }
 }
