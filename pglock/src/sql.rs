@@ -294,7 +294,16 @@ mod tests {
             }
         }
         all.extend([HOLDER.clone(), STATUS.clone()]);
-        all.extend([IS_HELD, SET_TTL, SET_LABEL, UNLOCK_ALL, crate::fencing::NEXT_TOKEN].map(String::from));
+        all.extend(
+            [
+                IS_HELD,
+                SET_TTL,
+                SET_LABEL,
+                UNLOCK_ALL,
+                crate::fencing::NEXT_TOKEN,
+            ]
+            .map(String::from),
+        );
         for sql in &all {
             let bytes = sql.as_bytes();
             for (i, _) in sql.match_indices('(') {
