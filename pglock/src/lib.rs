@@ -186,7 +186,7 @@ pub use borrowed::BorrowedGuard;
 pub use conn::{Borrowable, Session, Source};
 pub use defaults::{default_pool, set_default_pool};
 pub use error::{Error, ErrorKind, Holder};
-pub use fencing::{install_fencing, FENCING_SCHEMA};
+pub use fencing::{fencing_token_parts, install_fencing, FENCING_SCHEMA};
 pub use guard::{Guard, DEFAULT_CHECK_EVERY};
 pub use held::{held, HeldLock};
 pub use inspect::{release_all, status, LockHolder, LockStatus};

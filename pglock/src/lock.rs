@@ -128,7 +128,10 @@ impl Advisory {
     }
 
     /// Issues a fencing token with every acquisition: a number strictly greater
-    /// than every token issued before for this lock, across restarts. Needs the
+    /// than every token issued before for this lock, across restarts and
+    /// failovers — even when the last tokens of the old primary never reached the
+    /// promoted standby: the token carries the server's timeline in its high bits
+    /// ([`fencing_token_parts`](crate::fencing_token_parts)). Needs the
     /// table that [`install_fencing`](crate::install_fencing) creates. The token
     /// is [`Guard::fencing_token`]. The token is issued by a statement pipelined
     /// behind the lock statement — no extra round trip — and only when the lock was
@@ -180,7 +183,9 @@ impl Advisory {
     /// [`is_not_acquired`](Error::is_not_acquired) when the lock stayed busy for the
     /// timeout (the error names the lock, the timeout and, when the server could
     /// tell, the holder's pid and application name); deadlock, lock table full,
-    /// connection lost, pool and invalid-argument errors as their kinds say.
+    /// connection lost, pool and invalid-argument errors as their kinds say;
+    /// [`is_standby`](Error::is_standby) when the server is a standby (nothing is
+    /// taken there: point the source at the primary).
     ///
     /// # Cancel safety
     /// Cancel-safe: nothing is left held after the future is gone, and no query is

@@ -13,8 +13,10 @@
 //! every test takes its names from [`unique_name`].
 
 mod relay;
+mod replica;
 
 pub use relay::Relay;
+pub use replica::{in_recovery, Replica};
 
 use std::path::PathBuf;
 use std::process::Command;
