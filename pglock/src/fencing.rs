@@ -105,7 +105,10 @@ mod tests {
     fn tokens_split_into_timeline_and_counter() {
         assert_eq!(fencing_token_parts((3 << 44) + 17), (3, 17));
         assert_eq!(fencing_token_parts(41), (0, 41));
-        assert!((2i64 << 44) > (1i64 << 44) + (1 << 44) - 1);
+        // Any token of a later timeline is above every token of an earlier one.
+        let (later, earlier_max) = (2i64 << 44, (1i64 << 44) + (1 << 44) - 1);
+        assert_eq!(fencing_token_parts(earlier_max), (1, (1 << 44) - 1));
+        assert!(later > earlier_max);
     }
 
     #[test]

@@ -177,7 +177,7 @@ impl Advisory {
     ///
     /// `source` is a [`deadpool_postgres::Pool`] (the guard owns a pooled
     /// connection and gives it back only after the lock is released) or a
-    /// [`Session`].
+    /// [`Session`](crate::Session).
     ///
     /// # Errors
     /// [`is_not_acquired`](Error::is_not_acquired) when the lock stayed busy for the
@@ -196,7 +196,7 @@ impl Advisory {
     ///   ends as soon as the wait does, freeing the lock if the server granted it
     ///   meanwhile, and the cancel request (which the server applies
     ///   asynchronously) cannot interrupt a later user of the connection.
-    /// - From a [`Session`]: no cancel request is sent, since on a shared connection
+    /// - From a [`Session`](crate::Session): no cancel request is sent, since on a shared connection
     ///   it could interrupt another task's statement. Instead a release-if-granted is
     ///   queued behind the wait at once, and runs the moment the wait ends (granted
     ///   or timed out). Until then the session is busy, as it is during any wait:

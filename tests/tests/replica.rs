@@ -28,7 +28,11 @@ async fn replica() -> Option<Replica> {
         );
         return None;
     }
-    Some(Replica::start().await.expect("a primary and a streaming standby"))
+    Some(
+        Replica::start()
+            .await
+            .expect("a primary and a streaming standby"),
+    )
 }
 
 /// The bare counter `public.pglock_fencing` holds for a bigint key.
@@ -45,7 +49,9 @@ async fn counter(client: &tokio_postgres::Client, key: i64) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_is_refused_where_its_own_lock_function_would_grant() {
-    let Some(replica) = replica().await else { return };
+    let Some(replica) = replica().await else {
+        return;
+    };
     let primary = connect_to(&replica.primary.url()).await;
     let mut standby = connect_to(&replica.standby.url()).await;
     assert!(in_recovery(&standby).await && !in_recovery(&primary).await);
@@ -62,7 +68,10 @@ async fn a_standby_is_refused_where_its_own_lock_function_would_grant() {
         .await
         .unwrap()
         .get(0);
-    assert!(granted, "the standby should grant what only the primary holds");
+    assert!(
+        granted,
+        "the standby should grant what only the primary holds"
+    );
     standby
         .execute("SELECT pg_advisory_unlock_all()", &[])
         .await
@@ -84,8 +93,17 @@ async fn a_standby_is_refused_where_its_own_lock_function_would_grant() {
     assert!(lock.try_acquire(&pool).await.unwrap_err().is_standby());
     let timed = lock.clone().timeout(Duration::from_secs(1));
     assert!(timed.acquire(&pool).await.unwrap_err().is_standby());
-    assert!(lock.clone().shared().acquire(&pool).await.unwrap_err().is_standby());
-    let labelled = lock.clone().label("on-a-standby").lease(Duration::from_secs(5));
+    assert!(lock
+        .clone()
+        .shared()
+        .acquire(&pool)
+        .await
+        .unwrap_err()
+        .is_standby());
+    let labelled = lock
+        .clone()
+        .label("on-a-standby")
+        .lease(Duration::from_secs(5));
     assert!(labelled.acquire(&pool).await.unwrap_err().is_standby());
     assert!(lock.run(&pool, async {}).await.unwrap_err().is_standby());
     // The pooled connections are clean and usable: settings put back.
@@ -115,17 +133,30 @@ async fn a_standby_is_refused_where_its_own_lock_function_would_grant() {
     let tx = standby.transaction().await.unwrap();
     let err = lock.clone().xact().acquire_in(&tx).await.unwrap_err();
     assert!(err.is_standby(), "{err}");
-    assert!(lock.clone().xact().try_acquire_in(&tx).await.unwrap_err().is_standby());
+    assert!(lock
+        .clone()
+        .xact()
+        .try_acquire_in(&tx)
+        .await
+        .unwrap_err()
+        .is_standby());
     let raw: bool = tx
         .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&key])
         .await
         .expect("the transaction is still usable")
         .get(0);
-    assert!(raw, "a raw transaction lock would have been granted on the standby");
+    assert!(
+        raw,
+        "a raw transaction lock would have been granted on the standby"
+    );
     tx.rollback().await.unwrap();
 
     let observer = connect_to(&replica.standby.url()).await;
-    assert_eq!(advisory_lock_count(&observer).await, 0, "nothing held on the standby");
+    assert_eq!(
+        advisory_lock_count(&observer).await,
+        0,
+        "nothing held on the standby"
+    );
     assert_eq!(holders(&primary, &name).await, vec![pid_of(&primary).await]);
 
     // The same pool and session code, given both hosts and read-write, find the
@@ -144,11 +175,17 @@ async fn a_standby_is_refused_where_its_own_lock_function_would_grant() {
         .await
         .unwrap();
     let guard = lock.acquire(&pool).await.unwrap();
-    assert_eq!(holders(&primary, &name).await, vec![pid_of(guard.client()).await]);
+    assert_eq!(
+        holders(&primary, &name).await,
+        vec![pid_of(guard.client()).await]
+    );
     guard.release().await.unwrap();
     let session = pglock::Session::connect(&url).await.unwrap();
     let guard = lock.acquire(&session).await.unwrap();
-    assert_eq!(holders(&primary, &name).await, vec![pid_of(session.client()).await]);
+    assert_eq!(
+        holders(&primary, &name).await,
+        vec![pid_of(session.client()).await]
+    );
     guard.release().await.unwrap();
     assert!(holders(&primary, &name).await.is_empty());
     figure(
@@ -159,7 +196,9 @@ async fn a_standby_is_refused_where_its_own_lock_function_would_grant() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_loses_every_guard_and_the_pool_finds_the_promoted_standby() {
-    let Some(replica) = replica().await else { return };
+    let Some(replica) = replica().await else {
+        return;
+    };
     let old_primary = connect_to(&replica.primary.url()).await;
     pglock::install_fencing(&old_primary).await.unwrap();
     let pool = pool_for(&replica.multi_host_url(), 6);
@@ -181,14 +220,23 @@ async fn failover_loses_every_guard_and_the_pool_finds_the_promoted_standby() {
         issue(&mut last, guard.fencing_token().unwrap());
         guard.release().await.unwrap();
     }
-    assert!(replica.caught_up().await, "the standby replays the first tokens");
+    assert!(
+        replica.caught_up().await,
+        "the standby replays the first tokens"
+    );
 
     // … locks held on the primary …
     let names: Vec<String> = (0..3).map(|i| unique_name(&format!("held-{i}"))).collect();
     let mut guards = Vec::new();
     for name in &names {
-        let guard = pglock::advisory(name.as_str()).acquire(&pool).await.unwrap();
-        assert_eq!(holders(&old_primary, name).await, vec![pid_of(guard.client()).await]);
+        let guard = pglock::advisory(name.as_str())
+            .acquire(&pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            holders(&old_primary, name).await,
+            vec![pid_of(guard.client()).await]
+        );
         guards.push(guard);
     }
 
@@ -234,6 +282,17 @@ async fn failover_loses_every_guard_and_the_pool_finds_the_promoted_standby() {
     replica.start_standby().unwrap();
     let standby = connect_to(&replica.standby.url()).await;
     assert!(in_recovery(&standby).await);
+    // A session on the standby is refused now, and accepted once it is promoted
+    // (its tokens then on the new timeline too).
+    let promoted_later = pglock::Session::connect(&replica.standby.url())
+        .await
+        .unwrap();
+    let lock = pglock::advisory(names[0].as_str()).fencing();
+    assert!(lock
+        .acquire(&promoted_later)
+        .await
+        .unwrap_err()
+        .is_standby());
     let counter_on_standby = counter(&standby, fenced_key).await;
     assert!(
         counter_on_standby < counter_before,
@@ -276,7 +335,12 @@ async fn failover_loses_every_guard_and_the_pool_finds_the_promoted_standby() {
     // New acquisitions work, and the new primary holds only what guards own.
     let mut held = vec![guard];
     for name in &names {
-        held.push(pglock::advisory(name.as_str()).acquire(&pool).await.unwrap());
+        held.push(
+            pglock::advisory(name.as_str())
+                .acquire(&pool)
+                .await
+                .unwrap(),
+        );
     }
     assert_eq!(advisory_lock_count(&new_primary).await, 4);
     for guard in &held {
@@ -294,6 +358,17 @@ async fn failover_loses_every_guard_and_the_pool_finds_the_promoted_standby() {
     for guard in held {
         guard.release().await.unwrap();
     }
+    assert_eq!(advisory_lock_count(&new_primary).await, 0);
+    let guard = lock.acquire(&promoted_later).await.unwrap();
+    assert_eq!(
+        pglock::fencing_token_parts(guard.fencing_token().unwrap()),
+        (new_timeline, 1)
+    );
+    assert_eq!(
+        holders(&new_primary, &names[0]).await,
+        vec![pid_of(promoted_later.client()).await]
+    );
+    guard.release().await.unwrap();
     assert_eq!(advisory_lock_count(&new_primary).await, 0);
 
     figure(
