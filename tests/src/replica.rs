@@ -40,26 +40,32 @@ impl Replica {
             run(Command::new("chown").arg("postgres:postgres").arg(&dir))?;
         }
         let data = dir.join("data");
-        run(as_server_user(
+        // Once the standby is a `Cluster`, dropping it stops it and removes `dir`;
+        // until then a failure removes `dir` here.
+        let backup = run(as_server_user(
             Command::new(primary.bindir.join("pg_basebackup"))
                 .arg("-D")
                 .arg(&data)
                 .args(["-h", "127.0.0.1", "-U", "postgres", "-R", "-X", "stream"])
                 .args(["-p", &primary.port.to_string(), "--no-sync"]),
-        )?)?;
+        )?);
+        if let Err(e) = backup {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
         // The backup carries the primary's settings; the standby listens elsewhere.
         let conf_path = data.join("postgresql.auto.conf");
-        let mut conf = std::fs::read_to_string(&conf_path).map_err(|e| e.to_string())?;
+        let mut conf = std::fs::read_to_string(&conf_path).unwrap_or_default();
         conf.push_str(&format!(
             "port = {port}\nunix_socket_directories = '{}'\nhot_standby = on\n",
             dir.display()
         ));
-        std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
         let standby = Cluster {
             dir,
             bindir: primary.bindir.clone(),
             port,
         };
+        std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
         standby.pg_ctl(&["start", "-w", "-t", "60"])?;
         let replica = Replica { primary, standby };
         let observer = connect_to(&replica.primary.url()).await;
