@@ -528,6 +528,8 @@ impl Advisory {
         let result = begun.and(result);
         let mut backend_pid = None;
         let (granted, failure) = match result {
+            // No row: the server is a standby, and the lock function did not run.
+            Ok(rows) if rows.is_empty() => (false, Some(Error::standby(&self.id))),
             Ok(rows) => {
                 backend_pid = rows.first().map(|r| r.get(1));
                 (
@@ -566,16 +568,15 @@ impl Advisory {
         }
         let mut fencing_token = None;
         for (extra, result) in extras.iter().zip(extra_results) {
-            match result {
-                Ok(rows) => {
-                    if let Extra::Fencing { .. } = extra {
-                        fencing_token = rows.first().map(|r| r.get(0));
-                    }
-                }
-                Err(e) => {
+            let result = result.map_err(|e| extra.error(self.error(e)));
+            match result.and_then(|rows| match extra {
+                Extra::Fencing { .. } => fencing::issued(&rows, &self.id),
+                _ => Ok(None),
+            }) {
+                Ok(token) => fencing_token = fencing_token.or(token),
+                Err(err) => {
                     // The lock is held but a promise that came with it is not:
                     // give the lock back and say why.
-                    let err = extra.error(self.error(e));
                     let discard = self.undo(exec, settings, true).await.is_err();
                     return Err(fail(err, discard));
                 }

@@ -40,6 +40,11 @@ pub enum ErrorKind {
     /// [`Advisory::pooler_safe`](crate::Advisory::pooler_safe), session pooling,
     /// or a direct connection.
     TransactionPooler,
+    /// The server is a standby (in recovery): advisory locks are not replicated, so
+    /// a lock taken there would exclude nobody on the primary, and none was taken.
+    /// Connect to the primary (a multi-host URL with
+    /// `target_session_attrs=read-write`, or the primary's own address).
+    Standby,
     /// Any other error from the server or the driver; see [`Error::code`].
     Db,
 }
@@ -92,6 +97,19 @@ impl Error {
 
     pub(crate) fn misuse(message: impl Into<String>) -> Error {
         Error::new(ErrorKind::Misuse, message)
+    }
+
+    /// A lock statement found the server in recovery (see [`ErrorKind::Standby`]).
+    pub(crate) fn standby(lock: &LockId) -> Error {
+        Error::new(
+            ErrorKind::Standby,
+            "the server is a standby (pg_is_in_recovery()): advisory locks are not \
+             replicated, so a lock taken there would exclude nobody on the primary, and none \
+             was taken; connect to the primary: list the hosts with \
+             target_session_attrs=read-write (postgres://user@primary,standby/db?\
+             target_session_attrs=read-write), or use the primary's address",
+        )
+        .with_lock(lock)
     }
 
     pub(crate) fn not_acquired(lock: &LockId, timeout: Duration) -> Error {
@@ -288,6 +306,12 @@ impl Error {
     /// A name or argument was invalid.
     pub fn is_invalid_argument(&self) -> bool {
         self.kind() == ErrorKind::InvalidArgument
+    }
+
+    /// The server is a standby, where a lock would exclude nobody on the primary
+    /// (see [`ErrorKind::Standby`]).
+    pub fn is_standby(&self) -> bool {
+        self.kind() == ErrorKind::Standby
     }
 
     /// The library was misused (see [`ErrorKind::Misuse`]).

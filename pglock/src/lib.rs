@@ -122,9 +122,23 @@
 //!
 //! Each failure is a distinct [`ErrorKind`]: not acquired, deadlock, lost (released
 //! but not held), lock table full, connection lost, pool, invalid argument, misuse,
-//! and other database errors with their SQLSTATE ([`Error::code`]). A server
-//! failover or a terminated backend loses every advisory lock of its sessions;
-//! [`Guard::release`] then says [`is_lost`](Error::is_lost).
+//! standby, and other database errors with their SQLSTATE ([`Error::code`]). A
+//! server failover or a terminated backend loses every advisory lock of its
+//! sessions; [`Guard::release`] then says [`is_lost`](Error::is_lost).
+//!
+//! # Replicas and failover
+//!
+//! Advisory locks live on the server that grants them and are not replicated: a
+//! hot standby would grant a lock the primary holds. So every lock statement
+//! checks `pg_is_in_recovery()` in the same statement (no extra round trip) and,
+//! on a standby, takes nothing and fails with [`is_standby`](Error::is_standby) —
+//! session and transaction locks alike. To find the primary after a failover,
+//! list every server in the URL with `target_session_attrs=read-write`
+//! (`postgres://app@db1,db2/app?target_session_attrs=read-write`): `tokio-postgres`
+//! then connects to whichever takes writes, for [`Session::connect`] and for pools
+//! alike. Fencing tokens carry the server's timeline, so they keep increasing
+//! across a promotion even when the last ones never reached the standby (see
+//! [`fencing_token_parts`]).
 //!
 //! # Production safety
 //!
@@ -201,7 +215,7 @@ pub use borrowed::BorrowedGuard;
 pub use conn::{Borrowable, Session, Source};
 pub use defaults::{default_pool, set_default_pool};
 pub use error::{Error, ErrorKind, Holder};
-pub use fencing::{install_fencing, FENCING_SCHEMA};
+pub use fencing::{fencing_token_parts, install_fencing, FENCING_SCHEMA};
 pub use guard::{Guard, DEFAULT_CHECK_EVERY};
 pub use held::{held, HeldLock};
 pub use inspect::{release_all, status, LockHolder, LockStatus};

@@ -135,7 +135,10 @@ impl Advisory {
     }
 
     /// Issues a fencing token with every acquisition: a number strictly greater
-    /// than every token issued before for this lock, across restarts. Needs the
+    /// than every token issued before for this lock, across restarts and
+    /// failovers — even when the last tokens of the old primary never reached the
+    /// promoted standby: the token carries the server's timeline in its high bits
+    /// ([`fencing_token_parts`](crate::fencing_token_parts)). Needs the
     /// table that [`install_fencing`](crate::install_fencing) creates. The token
     /// is [`Guard::fencing_token`]. The token is issued by a statement pipelined
     /// behind the lock statement — no extra round trip — and only when the lock was
@@ -221,8 +224,11 @@ impl Advisory {
     /// this process holds it); [`is_deadlock`](Error::is_deadlock) from the server's
     /// deadlock detector, or at once when this task would wait without a timeout for
     /// a lock it holds itself through the same source; [`is_misuse`](Error::is_misuse)
-    /// for a `lease` or `label` on a shared session; lock table full, connection
-    /// lost, pool and invalid-argument errors as their kinds say.
+    /// for a `lease` or `label` on a shared session; [`is_standby`](Error::is_standby)
+    /// when the server is a standby (nothing is taken there: point the source at the
+    /// primary); [`is_transaction_pooler`](Error::is_transaction_pooler) through a
+    /// transaction-pooling proxy; lock table full, connection lost, pool and
+    /// invalid-argument errors as their kinds say.
     ///
     /// # Cancel safety
     /// Cancel-safe: nothing is left held after the future is gone, and no query is

@@ -71,7 +71,7 @@ fn build(scope: Scope, mode: Mode, attempt: Attempt, pair: bool) -> String {
     );
     let args = key_args(pair);
     match attempt {
-        Attempt::Try => format!("SELECT {function}({args}), {PID}"),
+        Attempt::Try => format!("SELECT {function}({args}), {PID} WHERE {ON_PRIMARY}"),
         Attempt::Wait => {
             let timeout = if pair {
                 "$3::pg_catalog.text"
@@ -84,13 +84,26 @@ fn build(scope: Scope, mode: Mode, attempt: Attempt, pair: bool) -> String {
                 "SELECT pg_catalog.set_config('lock_timeout', s.saved, true), {PID} FROM (SELECT \
                  pg_catalog.current_setting('lock_timeout') AS saved, \
                  pg_catalog.set_config('lock_timeout', {timeout}, true) AS applied, \
-                 {function}({args}) AS locked) AS s"
+                 {function}({args}) AS locked WHERE {ON_PRIMARY}) AS s"
             )
         }
     }
 }
 
-/// The statement that takes a lock.
+/// The condition every lock statement is filtered by: the server is not a
+/// standby. Advisory locks are not WAL-logged, so a lock taken on a hot standby
+/// excludes nobody on the primary; on a standby a lock statement therefore
+/// answers no row at all, and its lock function never runs (a row's filter is
+/// evaluated before its target list). Checked in the lock statement itself, the
+/// check costs no statement and no round trip, and it is asked again with every
+/// attempt, so there is nothing to cache per connection and nothing to get
+/// stale: a standby promoted meanwhile is a primary for the very next attempt.
+/// (The reverse cannot happen to a live connection: a primary becomes a standby
+/// only through a restart, which ends its sessions.)
+const ON_PRIMARY: &str = "NOT pg_catalog.pg_is_in_recovery()";
+
+/// The statement that takes a lock. It answers one row where the server is a
+/// primary, none on a standby (see [`ON_PRIMARY`]).
 pub(crate) fn lock(scope: Scope, mode: Mode, attempt: Attempt, pair: bool) -> &'static str {
     &LOCK[index(scope, mode, attempt, pair)]
 }
@@ -259,16 +272,19 @@ mod tests {
     fn statements_name_the_right_functions() {
         assert_eq!(
             lock(Scope::Session, Mode::Exclusive, Attempt::Try, false),
-            "SELECT pg_catalog.pg_try_advisory_lock($1::pg_catalog.int8), pg_catalog.pg_backend_pid()"
+            "SELECT pg_catalog.pg_try_advisory_lock($1::pg_catalog.int8), \
+             pg_catalog.pg_backend_pid() WHERE NOT pg_catalog.pg_is_in_recovery()"
         );
         assert_eq!(
             lock(Scope::Xact, Mode::Shared, Attempt::Try, true),
-            "SELECT pg_catalog.pg_try_advisory_xact_lock_shared($1::pg_catalog.int4, $2::pg_catalog.int4), \
-             pg_catalog.pg_backend_pid()"
+            "SELECT pg_catalog.pg_try_advisory_xact_lock_shared($1::pg_catalog.int4, \
+             $2::pg_catalog.int4), pg_catalog.pg_backend_pid() WHERE NOT pg_catalog.pg_is_in_recovery()"
+
         );
         let wait = lock(Scope::Session, Mode::Shared, Attempt::Wait, true);
         assert!(wait.contains("pg_advisory_lock_shared($1::pg_catalog.int4, $2::pg_catalog.int4)"));
         assert!(wait.contains("set_config('lock_timeout', $3::pg_catalog.text, true)"));
+        assert!(wait.contains("AS locked WHERE NOT pg_catalog.pg_is_in_recovery()) AS s"));
         assert_eq!(
             unlock(Mode::Shared, false),
             "SELECT pg_catalog.pg_advisory_unlock_shared($1::pg_catalog.int8), pg_catalog.pg_backend_pid()"

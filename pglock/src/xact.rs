@@ -181,6 +181,13 @@ impl XactAdvisory {
             let try_lock = try_lock.await.map_err(error)?;
             let key_only = key.params();
             let free = exec.query(&try_lock, &key_only).await.map_err(error)?;
+            if free.is_empty() {
+                // A standby (no row, nothing locked): a read-only transaction there
+                // could take the lock, and it would exclude nobody on the primary.
+                // The wait below is never reached there: a server only leaves
+                // recovery, it never enters it while sessions live.
+                return Err(Error::standby(&lock.id));
+            }
             let result = if free.first().is_some_and(|r| r.get(0)) {
                 Ok(true)
             } else if matches!(wait, Wait::Zero) {

@@ -14,9 +14,11 @@
 
 mod pgbouncer;
 mod relay;
+mod replica;
 
 pub use pgbouncer::{PgBouncer, PoolMode};
 pub use relay::Relay;
+pub use replica::{in_recovery, Replica};
 
 use std::path::PathBuf;
 use std::process::Command;
