@@ -8,7 +8,7 @@
 //! upsert behind its lock statement — no extra round trip — and later ones write
 //! nothing. The names already recorded by the process are kept in memory as
 //! 128-bit fingerprints (the key and a second hash of the name), at most
-//! [`REGISTRY_MEMORY`] of them: past that the set starts over, so a process that
+//! [`REGISTRY_MEMORY`] of them (about 2 MiB): past that the set starts over, so a process that
 //! cycles through more distinct names writes each again at most once per that
 //! many new names.
 
