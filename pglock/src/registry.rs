@@ -201,7 +201,8 @@ pub async fn register(client: &Client, name: &str) -> Result<Option<String>, Err
 /// # Cancel safety
 /// Cancel-safe: the statement either commits or not.
 pub async fn prune_registry(client: &Client, unused_for: Duration) -> Result<u64, Error> {
-    let secs = unused_for.as_secs_f64();
+    // Past 300 years nothing is that old, and PostgreSQL's interval would overflow.
+    let secs = unused_for.as_secs_f64().min(300.0 * 365.25 * 86_400.0);
     let params: [Param<'_>; 1] = [(&secs, Type::FLOAT8)];
     let rows = client.query_typed(PRUNE, &params).await?;
     Ok(rows.first().map_or(0, |r| r.get::<_, i64>(0)) as u64)

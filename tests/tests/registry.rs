@@ -444,6 +444,13 @@ async fn prune_deletes_names_unused_for_a_while() {
     assert!(pruned >= 1);
     assert!(registry_row(&observer, &old).await.is_none());
     assert!(registry_row(&observer, &fresh).await.is_some());
+    // Any duration is accepted; nothing is that old.
+    assert_eq!(
+        pglock::prune_registry(&observer, Duration::MAX)
+            .await
+            .unwrap(),
+        0
+    );
     // Bad input: the empty name is refused, and nothing is written.
     assert!(pglock::register(&observer, "")
         .await
