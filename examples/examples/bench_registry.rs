@@ -1,5 +1,6 @@
 //! Benchmark: what the name registry costs an acquisition. Acquire + release
-//! cycles on one `pglock::Session`, with the registry switched off and on, in one
+//! cycles through a one-connection pool (the registry records names of locks
+//! taken through pools), with the registry switched off and on, in one
 //! interleaved run:
 //!
 //! - **same name**: one name, already recorded — the steady state (the registry
@@ -85,7 +86,7 @@ async fn main() -> Result {
         }
     };
     pglock::install_registry(&admin).await?;
-    let session = pglock::Session::new(connect().await?);
+    let pool = pglock_examples::pool("pglock-bench-registry", 1);
     let run = std::process::id();
     let same = format!("{PREFIX}:{run}:same");
     let mut fresh = 0u64;
@@ -110,7 +111,7 @@ async fn main() -> Result {
                 let name = if v.new_name { new_name() } else { same.clone() };
                 let lock = pglock::advisory(name);
                 let started = Instant::now();
-                lock.acquire(&session).await?.release().await?;
+                lock.acquire(&pool).await?.release().await?;
                 sums[(i + cycle + round) % VARIANTS.len()] += started.elapsed();
             }
         }

@@ -261,7 +261,6 @@ impl Advisory {
             let started = Instant::now();
             let key = self.id.lock_key();
             let mut extras = Extra::of(self, key)?;
-            extras.extend(Claim::of(&self.id).map(Extra::Register));
             let admission = match source
                 .ledger()
                 .admit(key, self.mode, Task::current(), wait.local(started))
@@ -280,6 +279,10 @@ impl Advisory {
             };
             let conn = self.checkout(source).await?;
             self.check_settings(conn.is_shared(), false)?;
+            // Only where no caller's transaction can be open (see `registry`).
+            if !conn.is_shared() {
+                extras.extend(Claim::of(&self.id).map(Extra::Register));
+            }
             let settings = Settings {
                 reset_ttl: matches!(conn, Conn::Pooled(_)) && self.options.lease.is_some(),
                 reset_label: matches!(conn, Conn::Pooled(_)) && self.options.label.is_some(),

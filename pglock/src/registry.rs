@@ -4,8 +4,8 @@
 //!
 //! Opt-in and process-wide: [`install_registry`] (or [`enable_registry`] where the
 //! table was created by a migration) switches it on for the process. From then on
-//! the first session-lock acquisition of each name in the process pipelines one
-//! upsert behind its lock statement — no extra round trip — and later ones write
+//! the first acquisition of each name through a pool in the process pipelines
+//! one upsert behind its lock statement — no extra round trip — and later ones write
 //! nothing. The names already recorded by the process are kept in memory as
 //! 128-bit fingerprints (the key and a second hash of the name), at most
 //! [`REGISTRY_MEMORY`] of them (about 2 MiB): past that the set starts over, so a process that
@@ -97,13 +97,15 @@ static RECORDED: LazyLock<Mutex<HashSet<u128>>> = LazyLock::new(Default::default
 ///
 /// # What is recorded
 ///
-/// Names of session locks (a pool, a [`Session`](crate::Session), the attribute),
-/// taken after the switch, whether the lock was granted or busy. Not recorded:
-/// raw-key locks (they have no name), transaction locks (the write would join the
-/// caller's transaction: undone with it, and able to abort it) and locks on a lent
-/// connection ([`acquire_on`](crate::Advisory::acquire_on): pglock does not
-/// write on connections it does not own) — [`register`] records those names
-/// explicitly.
+/// Names of session locks taken through a pool — with the guard API or the
+/// attribute — after the switch, whether the lock was granted or busy: there the
+/// write runs on a connection no code but pglock's can have used since it left
+/// the pool, so it is its own transaction. Not recorded: raw-key locks (they have
+/// no name); transaction locks, locks through a [`Session`](crate::Session) and
+/// locks on a lent connection ([`acquire_on`](crate::Advisory::acquire_on)) —
+/// those connections are yours and may be inside one of your transactions, which
+/// the write would join (undone with it, and able to abort it or change its
+/// settings). [`register`] records those names explicitly, once, at start-up.
 ///
 /// # Cancel safety
 /// Cancel-safe: the statement either commits or not; the switch is set only once

@@ -302,33 +302,44 @@ async fn the_first_acquisition_records_the_name_in_the_same_round_trip_and_later
     let observer = registry_on().await;
     let config: tokio_postgres::Config = database_url().await.parse().unwrap();
     let relay = Relay::start(&config).await.expect("TCP");
-    let (client, conn) = relay.config().connect(tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(conn);
-    let session = pglock::Session::new(client);
-    // Warm the statement cache with another name.
+    let relayed = format!(
+        "postgres://{}@127.0.0.1:{}/{}",
+        config.get_user().unwrap_or("postgres"),
+        relay.config().get_ports()[0],
+        config.get_dbname().unwrap_or("postgres"),
+    );
+    let pool = pool_for(&relayed, 1);
+    // Warm the pooled connection's statement cache with another name.
     let warm = pglock::advisory(unique_name("registry-warm").as_str());
-    warm.acquire(&session)
-        .await
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
+    warm.acquire(&pool).await.unwrap().release().await.unwrap();
 
     let name = unique_name("registry-rt");
     let lock = pglock::advisory(name.as_str()).timeout(Duration::from_secs(5));
     let before = relay.round_trips();
-    let guard = lock.acquire(&session).await.unwrap();
+    let guard = lock.acquire(&pool).await.unwrap();
     assert_eq!(relay.round_trips() - before, 1, "the write is pipelined");
     let (_, _, first_seen) = registry_row(&observer, &name).await.expect("recorded");
     guard.release().await.unwrap();
     for _ in 0..3 {
         let before = relay.round_trips();
-        let guard = lock.acquire(&session).await.unwrap();
+        let guard = lock.acquire(&pool).await.unwrap();
         assert_eq!(relay.round_trips() - before, 1);
         guard.release().await.unwrap();
     }
     let (_, _, last_seen) = registry_row(&observer, &name).await.unwrap();
     assert_eq!(last_seen, first_seen, "one write per name per process");
+
+    // A `Session` is the caller's connection, maybe inside the caller's
+    // transaction: nothing is written there.
+    let session = pglock_tests::session().await;
+    let unrecorded = unique_name("registry-session");
+    let guard = pglock::advisory(unrecorded.as_str())
+        .acquire(&session)
+        .await
+        .unwrap();
+    assert_eq!(holders(&observer, &unrecorded).await.len(), 1);
+    assert!(registry_row(&observer, &unrecorded).await.is_none());
+    guard.release().await.unwrap();
 }
 
 #[tokio::test]
