@@ -5,12 +5,12 @@
 //! Opt-in and process-wide: [`install_registry`] (or [`enable_registry`] where the
 //! table was created by a migration) switches it on for the process. From then on
 //! the first acquisition of each name through a pool in the process pipelines
-//! one upsert behind its lock statement — no extra round trip — and later ones write
-//! nothing. The names already recorded by the process are kept in memory as
-//! 128-bit fingerprints (the key and a second hash of the name), at most
-//! [`REGISTRY_MEMORY`] of them (about 2 MiB): past that the set starts over, so a process that
-//! cycles through more distinct names writes each again at most once per that
-//! many new names.
+//! one upsert behind its lock statement — no extra round trip — and later ones
+//! write nothing. The names already recorded by the process are kept in memory
+//! as 128-bit fingerprints (the key and a second hash of the name), at most
+//! [`REGISTRY_MEMORY`] of them (about 2 MiB): past that the set starts over, so a
+//! process that cycles through more distinct names writes each again at most
+//! once per that many new names.
 
 use std::collections::HashSet;
 use std::hash::Hasher;
@@ -105,7 +105,8 @@ static RECORDED: LazyLock<Mutex<HashSet<u128>>> = LazyLock::new(Default::default
 /// locks on a lent connection ([`acquire_on`](crate::Advisory::acquire_on)) —
 /// those connections are yours and may be inside one of your transactions, which
 /// the write would join (undone with it, and able to abort it or change its
-/// settings). [`register`] records those names explicitly, once, at start-up.
+/// settings). [`register`] records those names explicitly (once, say at
+/// start-up).
 ///
 /// # Cancel safety
 /// Cancel-safe: the statement either commits or not; the switch is set only once
@@ -132,8 +133,9 @@ pub async fn install_registry(client: &Client) -> Result<(), Error> {
 /// switch left as it was, when it does not. See [`install_registry`] for what is
 /// recorded and what it costs.
 ///
-/// The switch is per process, not per database: a process that locks on several
-/// databases needs the table in each. Should the table disappear later, each
+/// The switch, and the set of names the process has recorded, are per process,
+/// not per database: a process that locks on several databases needs the table
+/// in each, and records each name in the first database it locks it on. Should the table disappear later, each
 /// name's one write fails — pipelined, without slowing or failing the acquisition
 /// — and is logged (`tracing`, level warn).
 ///
@@ -164,9 +166,12 @@ pub fn registry_enabled() -> bool {
 }
 
 /// Records `name` in the registry now, in one round trip, whether or not the
-/// registry is switched on for this process — for names locked only in
-/// transactions or on lent connections, or recorded ahead of use. Refreshes
-/// `last_seen` when the name was recorded already.
+/// registry is switched on for this process — for names locked in transactions,
+/// through a [`Session`](crate::Session) or on lent connections, or recorded
+/// ahead of use. Refreshes `last_seen` when the name was recorded already. Call
+/// it outside a transaction: like the automatic write, it sets
+/// `synchronous_commit = off` and a 50 ms `lock_timeout` for the transaction it
+/// runs in.
 ///
 /// Answers `Ok(None)` when the registry keeps `name` for its key, and
 /// `Ok(Some(first))` when it keeps another name for the same key (a hash
