@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use pglock::{ListedLock, LockFilter, LockKey, Mode};
 use pglock_tests::{
-    connect, connect_to, database_url, holders, pair_lock_rows, pid_of, pool, pool_for,
-    unique_name, wait_until_waiting, Relay,
+    connect, connect_to, database_url, eventually, holders, lock_rows, pair_lock_rows, pid_of,
+    pool, pool_for, unique_name, wait_until_waiting, Relay,
 };
 use tokio_postgres::Client;
 
@@ -467,4 +467,46 @@ async fn prune_deletes_names_unused_for_a_while() {
         .await
         .unwrap_err()
         .is_invalid_argument());
+}
+
+#[tokio::test]
+async fn a_cancelled_first_acquisition_leaks_nothing_and_the_name_is_recorded() {
+    let observer = registry_on().await;
+    let name = unique_name("registry-cancel");
+    let holder = connect().await;
+    holder
+        .execute(
+            "SELECT pg_advisory_lock($1)",
+            &[&pglock::key_for(&name).unwrap()],
+        )
+        .await
+        .unwrap();
+    let pool = pool(1).await;
+    // The first acquisition waits behind the holder, its write pipelined behind
+    // the wait, and is dropped mid-wait.
+    let lock = pglock::advisory(name.as_str());
+    let dropped = tokio::time::timeout(Duration::from_millis(300), lock.acquire(&pool)).await;
+    assert!(dropped.is_err(), "still waiting when dropped");
+    drop(holder);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            lock_rows(&observer, &name).await.is_empty()
+        })
+        .await,
+        "no lock left behind"
+    );
+    // The name is recorded: by the cancelled attempt's write, if it ran, or by
+    // this acquisition's (an unanswered write is not counted as done).
+    let guard = pglock::advisory(name.as_str())
+        .timeout(Duration::from_secs(5))
+        .acquire(&pool)
+        .await
+        .unwrap();
+    assert_eq!(registry_row(&observer, &name).await.unwrap().0, name);
+    let listed = pglock::locks(&observer, &LockFilter::directory(&name)).await;
+    assert!(
+        listed.unwrap().is_empty(),
+        "a name is not its own directory"
+    );
+    guard.release().await.unwrap();
 }
