@@ -26,6 +26,7 @@ use crate::guard::pending::{unlock_if_held, Pending, Target};
 use crate::guard::{ttl_value, Guard, Held, Lease, DEFAULT_CHECK_EVERY};
 use crate::key::{LockKey, Mode};
 use crate::lock::Advisory;
+use crate::registry::{self, Claim};
 use crate::sql::{self, Attempt};
 
 /// How long an attempt may wait.
@@ -143,6 +144,8 @@ enum Extra {
         key: i64,
         triple: (u32, u32, i16),
     },
+    /// The lock's name for the registry: never undoes the acquisition.
+    Register(Claim),
 }
 
 impl Extra {
@@ -167,6 +170,7 @@ impl Extra {
 
     fn params(&self) -> Vec<Param<'_>> {
         match self {
+            Extra::Register(claim) => claim.params(),
             Extra::Ttl(ttl) => vec![(ttl, Type::TEXT)],
             Extra::Label(label) => vec![(label, Type::TEXT)],
             Extra::Fencing { space, key, triple } => {
@@ -182,6 +186,7 @@ impl Extra {
             // Settings are sent once per lock: unnamed, never a Parse round trip.
             Extra::Ttl(_) => Ok(Prepared::Typed(sql::SET_TTL)),
             Extra::Label(_) => Ok(Prepared::Typed(sql::SET_LABEL)),
+            Extra::Register(_) => Ok(Prepared::Typed(registry::REGISTER)),
             Extra::Fencing { .. } => exec.prepare(fencing::NEXT_TOKEN).await,
         }
     }
@@ -316,7 +321,7 @@ impl Advisory {
         async move {
             let started = Instant::now();
             let key = self.id.lock_key();
-            let extras = Extra::of(self, key)?;
+            let mut extras = Extra::of(self, key)?;
             let admission = match source
                 .ledger()
                 .admit(key, self.mode, Task::current(), wait.local(started))
@@ -343,6 +348,10 @@ impl Advisory {
                     )
                     .with_lock(&self.id));
                 }
+            }
+            // Only where no caller's transaction can be open (see `registry`).
+            if !conn.is_shared() && !self.options.pooler_safe {
+                extras.extend(Claim::of(&self.id).map(Extra::Register));
             }
             let settings = Settings {
                 reset_ttl: matches!(conn, Conn::Pooled(_)) && self.options.lease.is_some(),
@@ -526,6 +535,11 @@ impl Advisory {
         )
         .await;
         let result = begun.and(result);
+        for (extra, result) in extras.iter().zip(&extra_results) {
+            if let Extra::Register(claim) = extra {
+                claim.answered(result);
+            }
+        }
         let mut backend_pid = None;
         let (granted, failure) = match result {
             // No row: the server is a standby, and the lock function did not run.
@@ -568,6 +582,9 @@ impl Advisory {
         }
         let mut fencing_token = None;
         for (extra, result) in extras.iter().zip(extra_results) {
+            if let Extra::Register(_) = extra {
+                continue; // answered above, whatever it was
+            }
             let result = result.map_err(|e| extra.error(self.error(e)));
             match result.and_then(|rows| match extra {
                 Extra::Fencing { .. } => fencing::issued(&rows, &self.id),

@@ -203,7 +203,9 @@ mod acquire;
 mod borrowed;
 
 mod inspect;
+mod listing;
 mod lock;
+mod registry;
 mod xact;
 
 mod attr;
@@ -221,7 +223,12 @@ pub use held::{held, HeldLock};
 pub use inspect::{release_all, status, LockHolder, LockStatus};
 pub use keepalive::configure_keepalives;
 pub use key::{key_for, LockId, LockKey, Mode};
+pub use listing::{locks, ListedLock, LockFilter, DIRECTORY_SEPARATORS};
 pub use lock::{advisory, Advisory};
+pub use registry::{
+    disable_registry, enable_registry, install_registry, prune_registry, register,
+    registry_enabled, REGISTRY_MEMORY, REGISTRY_SCHEMA,
+};
 pub use xact::{InTransaction, XactAdvisory};
 
 pub use deadpool_postgres;

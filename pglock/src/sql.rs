@@ -208,6 +208,30 @@ pub(crate) static STATUS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// Every advisory lock held or awaited in this database: per lock, holders
+/// first, then waiters in queue order (by `waitstart`, read through `to_jsonb` as
+/// in [`STATUS`]). `held_since` is the holder session's `state_change` while that
+/// session is idle (no statement running, so no lock taken or released since);
+/// `blocked_by` is asked only for waiters (`pg_blocking_pids` takes the lock
+/// manager's locks).
+pub(crate) const LOCKS: &str = "SELECT l.classid, l.objid, l.objsubid, l.mode, l.granted, l.pid, \
+     a.application_name, a.client_addr, a.backend_start, a.state, a.xact_start, \
+     CASE WHEN l.granted AND a.state IN ('idle', 'idle in transaction', \
+     'idle in transaction (aborted)') THEN a.state_change END AS held_since, \
+     (pg_catalog.to_jsonb(l) ->> 'waitstart')::pg_catalog.timestamptz AS wait_start, \
+     CASE WHEN NOT l.granted THEN pg_catalog.pg_blocking_pids(l.pid) END AS blocked_by \
+     FROM pg_catalog.pg_locks AS l LEFT JOIN pg_catalog.pg_stat_activity AS a ON a.pid = l.pid \
+     WHERE l.locktype = 'advisory' AND l.database = (SELECT oid FROM pg_catalog.pg_database \
+     WHERE datname = pg_catalog.current_database()) \
+     ORDER BY l.objsubid, l.classid, l.objid, l.granted DESC, wait_start NULLS FIRST, l.pid";
+
+/// The registered names of the bigint keys locked in this database (pipelined
+/// with [`LOCKS`]; fails when the registry table does not exist).
+pub(crate) const LOCK_NAMES: &str = "SELECT n.lock_key, n.name, n.other_names \
+     FROM public.pglock_names AS n WHERE n.lock_key IN (SELECT \
+     (l.classid::pg_catalog.int8 << 32) | l.objid::pg_catalog.int8 FROM pg_catalog.pg_locks AS l \
+     WHERE l.locktype = 'advisory' AND l.objsubid = 1)";
+
 /// Whether this session holds the key (`$1..$3` triple) in mode `$4`.
 pub(crate) const IS_HELD: &str = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE \
      locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid() AND granted AND mode = $4::pg_catalog.text \
