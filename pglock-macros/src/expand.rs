@@ -34,9 +34,11 @@ use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
-use syn::{braced, Attribute, Expr, FnArg, Ident, Pat, ReturnType, Signature, Visibility};
+use syn::{
+    braced, Attribute, Expr, FnArg, GenericParam, Ident, Pat, ReturnType, Signature, Visibility,
+};
 
-use crate::args::{default_id, is_argument_like, unknown, Args, SideEffect};
+use crate::args::{default_id, is_argument_like, unknown, Args, SideEffect, Timeout};
 
 /// An `async fn` whose body is kept as tokens: it is not ours to parse, and an IDE
 /// mid-edit gives us bodies that do not parse.
@@ -105,20 +107,13 @@ fn check(args: &Args, func: &AdvisoryFn) -> syn::Result<()> {
     let mut errors: Vec<syn::Error> = Vec::new();
     let sig = &func.sig;
     if sig.asyncness.is_none() {
-        errors.push(syn::Error::new(
-            sig.fn_token.span,
-            format!(
-                "#[pglock::advisory] works on `async fn` only: the lock is held while the \
-                 function's future runs. Write `async fn {}`",
-                sig.ident
-            ),
-        ));
+        errors.push(not_async(func));
     }
     // A lower-case word in first place that names no parameter is a misspelled
     // argument far more often than a variable in scope.
     if let Some(Expr::Path(p)) = &args.id {
         if let Some(ident) = p.path.get_ident() {
-            if is_argument_like(ident) && !has_parameter(sig, ident) {
+            if is_argument_like(ident) && !has_binding(sig, ident) {
                 errors.push(syn::Error::new(
                     ident.span(),
                     format!(
@@ -130,18 +125,36 @@ fn check(args: &Args, func: &AdvisoryFn) -> syn::Result<()> {
             }
         }
     }
-    if let Some(tx) = &args.xact {
-        if !has_parameter(sig, tx) {
+    // `#[advisory(shared)] async fn f(shared: &str)`: the word is the flag, and the
+    // parameter meant as the id would silently not be.
+    if let Some(flag) = &args.first_flag {
+        if args.id.is_none() && has_binding(sig, flag) {
             errors.push(syn::Error::new(
-                tx.span(),
+                flag.span(),
                 format!(
-                    "`xact = {tx}` must name a parameter of `{}`: the transaction \
-                     (`&tokio_postgres::Transaction<'_>` or `&deadpool_postgres::Transaction<'_>`) \
-                     that the lock is taken in",
+                    "`{flag}` here is the `{flag}` flag, not the parameter `{flag}` of `{}`: \
+                     to lock on the parameter, write `id = {flag}` (and add `, {flag}` for the \
+                     flag too); to keep the flag with the default id, rename the parameter",
                     sig.ident
                 ),
             ));
         }
+    }
+    if let (Some(shared), Some(_)) = (&args.shared, &args.fencing) {
+        errors.push(syn::Error::new(
+            shared.span(),
+            "`shared` with `fencing` is refused: shared holders run together, and each would \
+             get its own token, so storage that rejects lower tokens would reject a live \
+             holder; drop `fencing`, or take the lock exclusively",
+        ));
+    }
+    if args.id.is_none() {
+        if let Some(e) = no_default_id(sig) {
+            errors.push(e);
+        }
+    }
+    if let Some(tx) = &args.xact {
+        check_xact(sig, tx, &mut errors);
         if let Some(pool) = &args.pool {
             errors.push(syn::Error::new(
                 pool.span(),
@@ -167,6 +180,16 @@ fn check(args: &Args, func: &AdvisoryFn) -> syn::Result<()> {
                 " and no connection of its own to label (set `application_name` in the \
                  transaction instead)",
             ),
+            (
+                args.client.as_ref(),
+                "`client = …`",
+                " and no connection of its own: query through the transaction",
+            ),
+            (
+                args.on_lost_cancel.as_ref(),
+                "`on_lost = cancel`",
+                " to watch: it is lost only with its transaction",
+            ),
         ];
         for (key, what, why) in no_guard {
             if let Some(key) = key {
@@ -190,12 +213,136 @@ fn check(args: &Args, func: &AdvisoryFn) -> syn::Result<()> {
     }
 }
 
-/// Whether `name` is a parameter bound by a plain identifier pattern.
-fn has_parameter(sig: &Signature, name: &Ident) -> bool {
+/// The error for a function that is not an `async fn`, saying what would fix it.
+fn not_async(func: &AdvisoryFn) -> syn::Error {
+    let sig = &func.sig;
+    let name = &sig.ident;
+    let message = if let Some(c) = &sig.constness {
+        return syn::Error::new(
+            c.span,
+            format!(
+                "#[pglock::advisory] cannot go on a `const fn`: it holds a lock while the \
+                 function's future runs. Write `async fn {name}` (without `const`)"
+            ),
+        );
+    } else if mentions(func.body.clone(), "block_on") {
+        format!(
+            "`{name}` is no longer an `async fn` here: an attribute above \
+             #[pglock::advisory] (such as #[tokio::test] or #[tokio::main]) has already \
+             turned it into a plain fn. Put #[pglock::advisory] first, above that attribute"
+        )
+    } else if let ReturnType::Type(_, ty) = &sig.output {
+        if mentions(ty.to_token_stream(), "Future") {
+            format!(
+                "#[pglock::advisory] works on `async fn` only, not on a `fn` returning a \
+                 future: write `async fn {name}(…) -> T` for `fn {name}(…) -> impl Future<Output \
+                 = T>` (in an #[async_trait] impl, put #[async_trait] on the impl and write the \
+                 method as `async fn {name}`)"
+            )
+        } else {
+            format!(
+                "#[pglock::advisory] works on `async fn` only: the lock is held while the \
+                 function's future runs. Write `async fn {name}`"
+            )
+        }
+    } else {
+        format!(
+            "#[pglock::advisory] works on `async fn` only: the lock is held while the \
+             function's future runs. Write `async fn {name}`"
+        )
+    };
+    syn::Error::new(sig.fn_token.span, message)
+}
+
+/// Where the default id cannot tell two functions apart: a method (its type is not
+/// visible to the attribute, so `Billing::run` and `Shipping::run`, or one trait
+/// default method in two impls, would share a lock) and a generic function (every
+/// instance would share one).
+fn no_default_id(sig: &Signature) -> Option<syn::Error> {
+    let name = sig.ident.unraw();
+    if let Some(receiver) = sig.receiver() {
+        return Some(syn::Error::new(
+            receiver.span(),
+            format!(
+                "a method needs an explicit lock id: the attribute cannot see its type, so the \
+                 default (`module_path!()::{name}`) would be shared by every `{name}` method in \
+                 the module (and by every impl of a trait default method). Write, with your \
+                 type's name: #[pglock::advisory(\"my_app::MyType::{name}\", …)], or an id \
+                 from `self` such as #[pglock::advisory(self.lock_name.as_str(), …)]"
+            ),
+        ));
+    }
+    let generic = sig.generics.params.iter().find(|p| !matches!(p, GenericParam::Lifetime(_)));
+    let impl_arg = sig.inputs.iter().find(|a| match a {
+        FnArg::Typed(t) => mentions(t.ty.to_token_stream(), "impl"),
+        FnArg::Receiver(_) => false,
+    });
+    let span = generic
+        .map(|g| g.span())
+        .or_else(|| impl_arg.map(|a| a.span()))?;
+    Some(syn::Error::new(
+        span,
+        format!(
+            "a generic function needs an explicit lock id: with the default \
+             (`module_path!()::{name}`) every instance would share one lock. Write \
+             #[pglock::advisory(concat!(module_path!(), \"::{name}\"), …)] to share it on \
+             purpose, or an id per instance, such as \
+             #[pglock::advisory(format!(\"{name}::{{}}\", std::any::type_name::<T>()), …)]"
+        ),
+    ))
+}
+
+/// `xact = tx` must name a binding of a parameter; `xact = self.tx` needs `self`.
+fn check_xact(sig: &Signature, tx: &Expr, errors: &mut Vec<syn::Error>) {
+    let mut root = tx;
+    while let Expr::Field(f) = root {
+        root = &f.base;
+    }
+    let Expr::Path(p) = root else { return };
+    let Some(ident) = p.path.get_ident() else {
+        return;
+    };
+    if ident == "self" {
+        if sig.receiver().is_none() {
+            errors.push(syn::Error::new(
+                tx.span(),
+                format!("`xact = self.…` needs `{}` to take `self`", sig.ident),
+            ));
+        }
+    } else if !has_binding(sig, ident) {
+        errors.push(syn::Error::new(
+            ident.span(),
+            format!(
+                "`xact = {ident}` must name a parameter of `{}` (or a field of `self`: \
+                 `xact = self.tx`): the transaction (`&tokio_postgres::Transaction<'_>` or \
+                 `&deadpool_postgres::Transaction<'_>`) that the lock is taken in",
+                sig.ident
+            ),
+        ));
+    }
+}
+
+/// Whether `name` is bound by a parameter's pattern (`name: T`, `Job { name }: Job`,
+/// `(tx, n): (…)` …).
+fn has_binding(sig: &Signature, name: &Ident) -> bool {
     sig.inputs.iter().any(|arg| match arg {
-        FnArg::Typed(t) => matches!(&*t.pat, Pat::Ident(p) if p.ident == *name),
+        FnArg::Typed(t) => binds(&t.pat, name),
         FnArg::Receiver(_) => false,
     })
+}
+
+fn binds(pat: &Pat, name: &Ident) -> bool {
+    match pat {
+        Pat::Ident(p) => p.ident == *name || p.subpat.as_ref().is_some_and(|(_, s)| binds(s, name)),
+        Pat::Struct(s) => s.fields.iter().any(|f| binds(&f.pat, name)),
+        Pat::TupleStruct(s) => s.elems.iter().any(|p| binds(p, name)),
+        Pat::Tuple(t) => t.elems.iter().any(|p| binds(p, name)),
+        Pat::Slice(s) => s.elems.iter().any(|p| binds(p, name)),
+        Pat::Reference(r) => binds(&r.pat, name),
+        Pat::Paren(p) => binds(&p.pat, name),
+        Pat::Type(t) => binds(&t.pat, name),
+        _ => false,
+    }
 }
 
 fn generate(args: &Args, func: AdvisoryFn) -> TokenStream {
@@ -206,6 +353,11 @@ fn generate(args: &Args, func: AdvisoryFn) -> TokenStream {
         inner_attrs,
         body,
     } = func;
+    let krate = match &args.krate {
+        Some(path) => path.to_token_stream(),
+        None => quote!(::pglock),
+    };
+    let private = quote!(#krate::__private);
     // Errors about the return type point at it (or at the name when there is none).
     let ret_span = match &sig.output {
         ReturnType::Type(_, ty) => ty.span(),
@@ -213,20 +365,21 @@ fn generate(args: &Args, func: AdvisoryFn) -> TokenStream {
     };
     let hygienic = |name: &str| format_ident!("{}", name, span = Span::mixed_site());
     let lock = hygienic("__pglock_lock");
-    let acquired = hygienic("__pglock_acquired");
+    let held = hygienic("__pglock_held");
+    let held_ref = hygienic("__pglock_held_ref");
+    let finished = hygienic("__pglock_finished");
     let early = hygienic("__pglock_early_return");
     let fn_name = sig.ident.unraw().to_string();
     // Each helper call, `.await` included, carries the span of the user's token it
     // is about, so that a type error points there, once.
     let new_lock = match &args.id {
-        Some(expr) => quote_spanned!(expr.span()=> ::pglock::__private::lock(&(#expr))),
+        Some(expr) => quote_spanned!(expr.span()=> #private::lock(&(#expr))),
         None => {
             let id = default_id(&fn_name);
-            quote!(::pglock::__private::lock(#id))
+            quote!(#private::lock(#id))
         }
     };
-    let shared = args.shared.then(|| quote!(.shared()));
-    let timeout = args.timeout.as_ref().map(|t| quote!(.timeout(#t)));
+    let shared = args.shared.as_ref().map(|_| quote!(.shared()));
     let fencing = args
         .fencing
         .as_ref()
@@ -238,26 +391,35 @@ fn generate(args: &Args, func: AdvisoryFn) -> TokenStream {
         .as_ref()
         .map(|(_, ttl)| quote!(.lease(#ttl).auto_renew()));
     let label = args.label.as_ref().map(
-        |(_, expr)| quote_spanned!(expr.span()=> .label(::pglock::__private::label(&(#expr)))),
+        |(_, expr)| quote_spanned!(expr.span()=> .label(#private::label(&(#expr)))),
     );
+    let mut new_lock = quote!(#new_lock #shared #fencing #lease #label);
+    if let Some(t) = &args.timeout {
+        let span = match t {
+            Timeout::Literal { span, .. } => *span,
+            Timeout::Expr(e) => e.span(),
+        };
+        new_lock = quote_spanned!(span=> #private::timeout(#new_lock, &(#t)));
+    }
     let new_lock = quote! {
-        let #lock = #new_lock #shared #timeout #fencing #lease #label;
+        let #lock = #new_lock;
     };
 
     let skip = args.side_effect() == SideEffect::Skip;
-    // Exactly one helper per function is generic over the return type, so a return
-    // type that does not fit is reported once, at the return type.
+    // Exactly one helper per function is generic over the return type with a
+    // bound, so a return type that does not fit is reported once, at the return
+    // type.
     let new_body = if let Some(tx) = &args.xact {
         let check = if skip {
             let attempt = quote_spanned!(tx.span()=>
-                ::pglock::__private::try_acquire_in(&#lock, &#tx).await
+                #private::try_acquire_in(&#lock, &#tx).await
             );
-            quote_spanned!(ret_span=> ::pglock::__private::xact_skip(&#lock, #attempt))
+            quote_spanned!(ret_span=> #private::xact_skip(&#lock, #attempt))
         } else {
             let attempt = quote_spanned!(tx.span()=>
-                ::pglock::__private::acquire_in(&#lock, &#tx).await
+                #private::acquire_in(&#lock, &#tx).await
             );
-            quote_spanned!(ret_span=> ::pglock::__private::xact_raise(#attempt))
+            quote_spanned!(ret_span=> #private::xact_raise(#attempt))
         };
         // No guard: the lock ends with the transaction. The body follows inline.
         quote! {
@@ -270,41 +432,52 @@ fn generate(args: &Args, func: AdvisoryFn) -> TokenStream {
     } else {
         let (source, source_span) = match &args.pool {
             Some(pool) => (
-                quote_spanned!(pool.span()=> ::core::result::Result::Ok::<_, ::pglock::Error>(&(#pool))),
+                quote_spanned!(pool.span()=> ::core::result::Result::Ok::<_, #krate::Error>(&(#pool))),
                 pool.span(),
             ),
-            None => (
-                quote!(::pglock::__private::default_source()),
-                Span::call_site(),
-            ),
+            None => (quote!(#private::default_source()), Span::call_site()),
         };
         let acquire = match skip {
             true => quote_spanned!(source_span=>
-                ::pglock::__private::try_acquire(&#lock, #source).await
+                #private::Held::skip(#private::try_acquire(&#lock, #source).await)
             ),
             false => quote_spanned!(source_span=>
-                ::pglock::__private::acquire(&#lock, #source).await
+                #private::Held::raise(#private::acquire(&#lock, #source).await)
             ),
         };
+        let on_lost = match &args.on_lost_cancel {
+            Some(key) => quote_spanned!(key.span()=> #private::OnLost::Cancel),
+            None => quote!(#private::OnLost::Continue),
+        };
+        let client = args.client.as_ref().map(|name| {
+            quote_spanned!(name.span()=>
+                let #name: &#krate::tokio_postgres::Client = #held_ref.client();
+            )
+        });
         let fake_return = fake_return(&sig.output);
         let body = quote_spanned! {ret_span=>
             async move {
+                #client
                 #fake_return
                 #body
             }
         };
         let run = match skip {
             true => {
-                quote_spanned!(ret_span=> ::pglock::__private::run_skip(&#lock, #acquired, #body).await)
+                quote_spanned!(ret_span=> #private::run_skip(&#lock, #held_ref, #on_lost, #body).await)
             }
             false => {
-                quote_spanned!(ret_span=> ::pglock::__private::run_raise(#acquired, #body).await)
+                quote_spanned!(ret_span=> #private::run_raise(#held_ref, #on_lost, #body).await)
             }
         };
         quote! {
             #new_lock
-            let #acquired = #acquire;
-            #run
+            let #held = #acquire;
+            let #finished = {
+                let #held_ref = &#held;
+                #run
+            };
+            #private::finish(#held, #finished).await
         }
     };
 
@@ -325,7 +498,7 @@ fn fake_return(output: &ReturnType) -> TokenStream {
     let ty = match output {
         ReturnType::Default => quote!(()),
         ReturnType::Type(_, ty) => {
-            if mentions_impl(ty.to_token_stream()) {
+            if mentions(ty.to_token_stream(), "impl") {
                 return TokenStream::new();
             }
             ty.to_token_stream()
@@ -350,10 +523,10 @@ fn fake_return(output: &ReturnType) -> TokenStream {
     }
 }
 
-fn mentions_impl(tokens: TokenStream) -> bool {
+fn mentions(tokens: TokenStream, word: &str) -> bool {
     tokens.into_iter().any(|t| match t {
-        TokenTree::Ident(i) => i == "impl",
-        TokenTree::Group(g) => mentions_impl(g.stream()),
+        TokenTree::Ident(i) => i == word,
+        TokenTree::Group(g) => mentions(g.stream(), word),
         _ => false,
     })
 }
