@@ -357,7 +357,11 @@ fn generate(args: &Args, func: AdvisoryFn) -> TokenStream {
         Some(path) => path.to_token_stream(),
         None => quote!(::pglock),
     };
-    let private = quote!(#krate::__private);
+    // The crate's path takes the span of the token each helper call is about, so
+    // that a type error points there (and only there).
+    let at = |span: Span| respan(quote!(#krate::__private), span);
+    let krate_at = |span: Span| respan(krate.clone(), span);
+    let private = at(Span::call_site());
     // Errors about the return type point at it (or at the name when there is none).
     let ret_span = match &sig.output {
         ReturnType::Type(_, ty) => ty.span(),
@@ -373,7 +377,10 @@ fn generate(args: &Args, func: AdvisoryFn) -> TokenStream {
     // Each helper call, `.await` included, carries the span of the user's token it
     // is about, so that a type error points there, once.
     let new_lock = match &args.id {
-        Some(expr) => quote_spanned!(expr.span()=> #private::lock(&(#expr))),
+        Some(expr) => {
+            let private = at(expr.span());
+            quote_spanned!(expr.span()=> #private::lock(&(#expr)))
+        }
         None => {
             let id = default_id(&fn_name);
             quote!(#private::lock(#id))
@@ -391,7 +398,10 @@ fn generate(args: &Args, func: AdvisoryFn) -> TokenStream {
         .as_ref()
         .map(|(_, ttl)| quote!(.lease(#ttl).auto_renew()));
     let label = args.label.as_ref().map(
-        |(_, expr)| quote_spanned!(expr.span()=> .label(#private::label(&(#expr)))),
+        |(_, expr)| {
+            let private = at(expr.span());
+            quote_spanned!(expr.span()=> .label(#private::label(&(#expr))))
+        },
     );
     let mut new_lock = quote!(#new_lock #shared #fencing #lease #label);
     if let Some(t) = &args.timeout {
@@ -399,6 +409,7 @@ fn generate(args: &Args, func: AdvisoryFn) -> TokenStream {
             Timeout::Literal { span, .. } => *span,
             Timeout::Expr(e) => e.span(),
         };
+        let private = at(span);
         new_lock = quote_spanned!(span=> #private::timeout(#new_lock, &(#t)));
     }
     let new_lock = quote! {
@@ -410,16 +421,17 @@ fn generate(args: &Args, func: AdvisoryFn) -> TokenStream {
     // bound, so a return type that does not fit is reported once, at the return
     // type.
     let new_body = if let Some(tx) = &args.xact {
+        let (private, private_ret) = (at(tx.span()), at(ret_span));
         let check = if skip {
             let attempt = quote_spanned!(tx.span()=>
                 #private::try_acquire_in(&#lock, &#tx).await
             );
-            quote_spanned!(ret_span=> #private::xact_skip(&#lock, #attempt))
+            quote_spanned!(ret_span=> #private_ret::xact_skip(&#lock, #attempt))
         } else {
             let attempt = quote_spanned!(tx.span()=>
                 #private::acquire_in(&#lock, &#tx).await
             );
-            quote_spanned!(ret_span=> #private::xact_raise(#attempt))
+            quote_spanned!(ret_span=> #private_ret::xact_raise(#attempt))
         };
         // No guard: the lock ends with the transaction. The body follows inline.
         quote! {
@@ -431,12 +443,16 @@ fn generate(args: &Args, func: AdvisoryFn) -> TokenStream {
         }
     } else {
         let (source, source_span) = match &args.pool {
-            Some(pool) => (
-                quote_spanned!(pool.span()=> ::core::result::Result::Ok::<_, #krate::Error>(&(#pool))),
-                pool.span(),
-            ),
+            Some(pool) => {
+                let krate = krate_at(pool.span());
+                (
+                    quote_spanned!(pool.span()=> ::core::result::Result::Ok::<_, #krate::Error>(&(#pool))),
+                    pool.span(),
+                )
+            }
             None => (quote!(#private::default_source()), Span::call_site()),
         };
+        let private = at(source_span);
         let acquire = match skip {
             true => quote_spanned!(source_span=>
                 #private::Held::skip(#private::try_acquire(&#lock, #source).await)
@@ -446,10 +462,14 @@ fn generate(args: &Args, func: AdvisoryFn) -> TokenStream {
             ),
         };
         let on_lost = match &args.on_lost_cancel {
-            Some(key) => quote_spanned!(key.span()=> #private::OnLost::Cancel),
+            Some(key) => {
+                let private = at(key.span());
+                quote_spanned!(key.span()=> #private::OnLost::Cancel)
+            }
             None => quote!(#private::OnLost::Continue),
         };
         let client = args.client.as_ref().map(|name| {
+            let krate = krate_at(name.span());
             quote_spanned!(name.span()=>
                 let #name: &#krate::tokio_postgres::Client = #held_ref.client();
             )
@@ -462,6 +482,7 @@ fn generate(args: &Args, func: AdvisoryFn) -> TokenStream {
                 #body
             }
         };
+        let private = at(ret_span);
         let run = match skip {
             true => {
                 quote_spanned!(ret_span=> #private::run_skip(&#lock, #held_ref, #on_lost, #body).await)
@@ -470,14 +491,20 @@ fn generate(args: &Args, func: AdvisoryFn) -> TokenStream {
                 quote_spanned!(ret_span=> #private::run_raise(#held_ref, #on_lost, #body).await)
             }
         };
-        quote! {
-            #new_lock
-            let #held = #acquire;
+        // Every statement carries the span of the token it is about, so that a
+        // type error is reported there, once.
+        let acquire = quote_spanned!(source_span=> let #held = #acquire;);
+        let run = quote_spanned!(ret_span=>
             let #finished = {
                 let #held_ref = &#held;
                 #run
             };
             #private::finish(#held, #finished).await
+        );
+        quote! {
+            #new_lock
+            #acquire
+            #run
         }
     };
 
@@ -521,6 +548,23 @@ fn fake_return(output: &ReturnType) -> TokenStream {
             return #fake;
         }
     }
+}
+
+/// `tokens` with every span set to `span`.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut t| {
+            if let TokenTree::Group(g) = &t {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(span);
+                t = TokenTree::Group(group);
+            } else {
+                t.set_span(span);
+            }
+            t
+        })
+        .collect()
 }
 
 fn mentions(tokens: TokenStream, word: &str) -> bool {
