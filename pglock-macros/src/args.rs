@@ -96,7 +96,10 @@ impl Parse for RawArg {
             let _: Token![=] = input.parse()?;
             let key = Ident::new("crate", token.span);
             if input.is_empty() || input.peek(Token![,]) {
-                return Err(syn::Error::new(key.span(), "`crate =` needs a path, such as `crate = my_pglock`"));
+                return Err(syn::Error::new(
+                    key.span(),
+                    "`crate =` needs a path, such as `crate = my_pglock`",
+                ));
             }
             let value: Expr = input.parse()?;
             return Ok(RawArg::Named { key, value });
@@ -384,7 +387,9 @@ fn parse_xact(value: &Expr) -> syn::Result<()> {
         e = &f.base;
     }
     match e {
-        Expr::Path(p) if p.attrs.is_empty() && p.qself.is_none() && p.path.get_ident().is_some() => {
+        Expr::Path(p)
+            if p.attrs.is_empty() && p.qself.is_none() && p.path.get_ident().is_some() =>
+        {
             if !std::ptr::eq(e, value) && !p.path.is_ident("self") {
                 return Err(syn::Error::new(
                     value.span(),
@@ -632,7 +637,11 @@ mod tests {
     #[test]
     fn arguments() {
         let args = Args::parse(quote!("a.b", timeout = "2s", shared, side_effect = Skip)).unwrap();
-        assert!(args.id.is_some() && args.shared.is_some() && args.side_effect == Some(SideEffect::Skip));
+        assert!(
+            args.id.is_some()
+                && args.shared.is_some()
+                && args.side_effect == Some(SideEffect::Skip)
+        );
         assert!(Args::parse(quote!(shared, shared)).is_err());
         assert!(Args::parse(quote!(timeot = "2s")).is_err());
         assert!(Args::parse(quote!(side_effect = Return)).is_err());

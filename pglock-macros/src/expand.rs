@@ -8,26 +8,44 @@
 //! ```text
 //! async fn job(db: &Pool) -> Option<u32> {
 //!     let __pglock_lock = ::pglock::__private::lock(concat!(module_path!(), "::job"));
-//!     let __pglock_acquired = ::pglock::__private::try_acquire(&__pglock_lock, Ok(&(db))).await;
-//!     ::pglock::__private::run_skip(&__pglock_lock, __pglock_acquired, async move {
-//!         // (a never-taken `return` that pins the block's type to `Option<u32>`)
-//!         body
-//!     })
-//!     .await
+//!     let __pglock_held = ::pglock::__private::Held::skip(
+//!         ::pglock::__private::try_acquire(&__pglock_lock, Ok(&(db))).await);
+//!     let __pglock_finished = {
+//!         let __pglock_held_ref = &__pglock_held;
+//!         ::pglock::__private::run_skip(&__pglock_lock, __pglock_held_ref, OnLost::Continue,
+//!             async move {
+//!                 // `client = c`: let c = __pglock_held_ref.client();
+//!                 // (a never-taken `return` that pins the block's type to `Option<u32>`)
+//!                 body
+//!             }).await
+//!     };
+//!     ::pglock::__private::finish(__pglock_held, __pglock_finished).await
 //! }
 //! ```
 //! `fencing`, `lease = ttl` and `label = l` append `.fencing()`,
 //! `.lease(ttl).auto_renew()` and `.label(::pglock::__private::label(&(l)))` to the
-//! builder; none is allowed with `xact`, which has no guard.
-//! `run_skip`/`run_raise` hold the guard while the body runs (with a tokio
-//! task-local describing it, `pglock::held()`, scoped around the body), so a panic
-//! or a dropped future releases the lock through the guard's `Drop`; a normal return
-//! (including `return` and `?` in the body, which leave the inner block) awaits the
-//! release, so the lock is free when the call returns. The borrow of the source
-//! ends before the body starts, so the body may move or mutate what `pool = …`
-//! borrowed. An `xact` lock needs no release: the body follows the acquisition
-//! inline. Exactly one helper per function is generic over the return type, so a
-//! return type that does not fit is reported once, at the return type.
+//! builder, and `timeout = t` wraps it in `__private::timeout(lock, &(t))` (a
+//! `Duration` or an `Option<Duration>`); none of the guard's options is allowed
+//! with `xact`, which has no guard. `crate = path` replaces `::pglock`.
+//!
+//! The guard stays in `__pglock_held`, in the function's frame, while the body
+//! runs, so the body may borrow its connection (`client = …`); `run_skip`/
+//! `run_raise` scope the tokio task-local of `pglock::held()` around the body and
+//! watch for the lock's loss when asked (`HeldLock::lost`) or told
+//! (`on_lost = cancel`). A panic or a dropped future drops the guard, whose `Drop`
+//! releases the lock; a normal return (including `return` and `?` in the body,
+//! which leave the inner block) awaits the release in `finish`, so the lock is
+//! free when the call returns. The borrow of the source ends before the body
+//! starts, so the body may move or mutate what `pool = …` borrowed. An `xact`
+//! lock needs no release: the body follows the acquisition inline.
+//!
+//! Exactly one helper per function has a bound on the return type (`run_raise`,
+//! `run_skip`, `xact_raise` or `xact_skip`), and every helper path carries the span
+//! of the token it is about, so a type error is reported once, where it belongs.
+//!
+//! A method of an `#[async_trait]` impl arrives desugared (a plain `fn` returning
+//! `Pin<Box<dyn Future<Output = R> + …>>` whose body is `Box::pin(async move {
+//! … })`): the same expansion goes inside that async block.
 
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -98,15 +116,134 @@ fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
         }
         (Err(e), _) | (_, Err(e)) => return Err(e),
     };
-    check(&args, &func)?;
-    Ok(generate(&args, func))
+    let desugared = async_trait_body(&func);
+    check(&args, &func, desugared.is_some())?;
+    Ok(match desugared {
+        Some(desugared) => generate_async_trait(&args, func, desugared),
+        None => generate(&args, func),
+    })
+}
+
+/// A method of an `#[async_trait]` impl, as that attribute (applied first, to the
+/// impl) leaves it: `fn m(..) -> Pin<Box<dyn Future<Output = R> + Send + '_>> {
+/// Box::pin(async move { .. }) }`. The attribute wraps the async block's contents,
+/// as `tracing-attributes` does.
+struct Desugared {
+    /// `R`, the method's output as written.
+    output: syn::Type,
+    /// The statements before `Box::pin(..)` (none from `async-trait` today).
+    before: Vec<syn::Stmt>,
+    /// The `async move { .. }` block's contents.
+    inner: TokenStream,
+}
+
+fn async_trait_body(func: &AdvisoryFn) -> Option<Desugared> {
+    if func.sig.asyncness.is_some() {
+        return None;
+    }
+    let output = future_output(&func.sig.output)?;
+    let body = func.body.clone();
+    let mut stmts = syn::parse2::<syn::Block>(quote!({ #body })).ok()?.stmts;
+    let last = stmts.pop()?;
+    let syn::Stmt::Expr(Expr::Call(call), None) = last else {
+        return None;
+    };
+    let Expr::Path(callee) = &*call.func else {
+        return None;
+    };
+    let segments: Vec<String> = callee
+        .path
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
+    if !segments.ends_with(&["Box".to_string(), "pin".to_string()]) || call.args.len() != 1 {
+        return None;
+    }
+    let Expr::Async(block) = &call.args[0] else {
+        return None;
+    };
+    block.capture.as_ref()?;
+    let inner_stmts = &block.block.stmts;
+    Some(Desugared {
+        output,
+        before: stmts,
+        inner: quote!(#(#inner_stmts)*),
+    })
+}
+
+/// `R` of `-> Pin<Box<dyn Future<Output = R> + …>>`.
+fn future_output(output: &ReturnType) -> Option<syn::Type> {
+    let ReturnType::Type(_, ty) = output else {
+        return None;
+    };
+    let mut found = None;
+    find_output(ty.to_token_stream(), &mut found);
+    found
+}
+
+fn find_output(tokens: TokenStream, found: &mut Option<syn::Type>) {
+    let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+    for (i, t) in tokens.iter().enumerate() {
+        match t {
+            TokenTree::Ident(id) if id == "Output" => {
+                let eq =
+                    matches!(tokens.get(i + 1), Some(TokenTree::Punct(p)) if p.as_char() == '=');
+                if eq && found.is_none() {
+                    // The type runs to the `+` or `>` that ends the binding, at depth 0.
+                    let mut depth = 0i32;
+                    let mut ty = TokenStream::new();
+                    for t in &tokens[i + 2..] {
+                        if let TokenTree::Punct(p) = t {
+                            match p.as_char() {
+                                '<' => depth += 1,
+                                '>' if depth == 0 => break,
+                                '>' => depth -= 1,
+                                '+' | ',' if depth == 0 => break,
+                                _ => {}
+                            }
+                        }
+                        ty.extend([t.clone()]);
+                    }
+                    *found = syn::parse2(ty).ok();
+                }
+            }
+            TokenTree::Group(g) => find_output(g.stream(), found),
+            _ => {}
+        }
+    }
+}
+
+/// The `#[async_trait]` form: the lock is taken inside the boxed future.
+fn generate_async_trait(args: &Args, func: AdvisoryFn, desugared: Desugared) -> TokenStream {
+    let Desugared {
+        output,
+        before,
+        inner,
+    } = desugared;
+    let AdvisoryFn {
+        attrs,
+        vis,
+        sig,
+        inner_attrs,
+        ..
+    } = func;
+    let new_body = generate_body(args, &sig, Some(&output), inner);
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            #(#inner_attrs)*
+            #(#before)*
+            ::std::boxed::Box::pin(async move { #new_body })
+        }
+    }
 }
 
 /// The checks that need both the arguments and the function.
-fn check(args: &Args, func: &AdvisoryFn) -> syn::Result<()> {
+fn check(args: &Args, func: &AdvisoryFn, async_trait: bool) -> syn::Result<()> {
     let mut errors: Vec<syn::Error> = Vec::new();
     let sig = &func.sig;
-    if sig.asyncness.is_none() {
+    if sig.asyncness.is_none() && !async_trait {
         errors.push(not_async(func));
     }
     // A lower-case word in first place that names no parameter is a misspelled
@@ -272,7 +409,11 @@ fn no_default_id(sig: &Signature) -> Option<syn::Error> {
             ),
         ));
     }
-    let generic = sig.generics.params.iter().find(|p| !matches!(p, GenericParam::Lifetime(_)));
+    let generic = sig
+        .generics
+        .params
+        .iter()
+        .find(|p| !matches!(p, GenericParam::Lifetime(_)));
     let impl_arg = sig.inputs.iter().find(|a| match a {
         FnArg::Typed(t) => mentions(t.ty.to_token_stream(), "impl"),
         FnArg::Receiver(_) => false,
@@ -353,6 +494,25 @@ fn generate(args: &Args, func: AdvisoryFn) -> TokenStream {
         inner_attrs,
         body,
     } = func;
+    let new_body = generate_body(args, &sig, None, body);
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            #(#inner_attrs)*
+            #new_body
+        }
+    }
+}
+
+/// The new body: take the lock, run `body` under it, release. `output` is the
+/// function's output type when the signature does not show it (`#[async_trait]`,
+/// whose body already pins its type).
+fn generate_body(
+    args: &Args,
+    sig: &Signature,
+    output: Option<&syn::Type>,
+    body: TokenStream,
+) -> TokenStream {
     let krate = match &args.krate {
         Some(path) => path.to_token_stream(),
         None => quote!(::pglock),
@@ -363,9 +523,10 @@ fn generate(args: &Args, func: AdvisoryFn) -> TokenStream {
     let krate_at = |span: Span| respan(krate.clone(), span);
     let private = at(Span::call_site());
     // Errors about the return type point at it (or at the name when there is none).
-    let ret_span = match &sig.output {
-        ReturnType::Type(_, ty) => ty.span(),
-        ReturnType::Default => sig.ident.span(),
+    let ret_span = match (output, &sig.output) {
+        (Some(ty), _) => ty.span(),
+        (None, ReturnType::Type(_, ty)) => ty.span(),
+        (None, ReturnType::Default) => sig.ident.span(),
     };
     let hygienic = |name: &str| format_ident!("{}", name, span = Span::mixed_site());
     let lock = hygienic("__pglock_lock");
@@ -397,12 +558,10 @@ fn generate(args: &Args, func: AdvisoryFn) -> TokenStream {
         .lease
         .as_ref()
         .map(|(_, ttl)| quote!(.lease(#ttl).auto_renew()));
-    let label = args.label.as_ref().map(
-        |(_, expr)| {
-            let private = at(expr.span());
-            quote_spanned!(expr.span()=> .label(#private::label(&(#expr))))
-        },
-    );
+    let label = args.label.as_ref().map(|(_, expr)| {
+        let private = at(expr.span());
+        quote_spanned!(expr.span()=> .label(#private::label(&(#expr))))
+    });
     let mut new_lock = quote!(#new_lock #shared #fencing #lease #label);
     if let Some(t) = &args.timeout {
         let span = match t {
@@ -474,7 +633,10 @@ fn generate(args: &Args, func: AdvisoryFn) -> TokenStream {
                 let #name: &#krate::tokio_postgres::Client = #held_ref.client();
             )
         });
-        let fake_return = fake_return(&sig.output);
+        let fake_return = match output {
+            Some(_) => TokenStream::new(),
+            None => fake_return(&sig.output),
+        };
         let body = quote_spanned! {ret_span=>
             async move {
                 #client
@@ -507,14 +669,7 @@ fn generate(args: &Args, func: AdvisoryFn) -> TokenStream {
             #run
         }
     };
-
-    quote! {
-        #(#attrs)*
-        #vis #sig {
-            #(#inner_attrs)*
-            #new_body
-        }
-    }
+    new_body
 }
 
 /// Pins the inner block's output type to the function's return type, so that `?`

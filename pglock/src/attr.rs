@@ -528,11 +528,14 @@ impl Held {
     }
 }
 
+/// Turns the body's value into the call's, given the release's outcome.
+type AfterRelease<R> = fn(R, Result<(), Error>) -> R;
+
 /// The body's value, and what to do with it once the lock is released.
 pub struct Finished<R> {
     output: R,
     /// `None`: there is no lock to release (not acquired, or lost and cancelled).
-    after_release: Option<fn(R, Result<(), Error>) -> R>,
+    after_release: Option<AfterRelease<R>>,
 }
 
 /// Runs `body` with [`held()`](crate::held()) describing the lock, watching for its

@@ -45,4 +45,3 @@ pub fn configure_keepalives(config: &mut tokio_postgres::Config) {
     };
     config.options(options);
 }
-

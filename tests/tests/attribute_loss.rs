@@ -40,7 +40,11 @@ async fn watching(
 }
 
 /// Terminates the backend holding `name` once `entered` fires; says when.
-async fn terminate_holder(name: String, entered: oneshot::Receiver<()>, at: oneshot::Sender<Instant>) {
+async fn terminate_holder(
+    name: String,
+    entered: oneshot::Receiver<()>,
+    at: oneshot::Sender<Instant>,
+) {
     let observer = connect().await;
     entered.await.expect("the body started");
     let pid = holders(&observer, &name).await[0];
@@ -117,7 +121,10 @@ async fn on_lost_cancel_stops_the_body() {
     let waited = at_rx.await.unwrap().elapsed();
     killer.await.unwrap();
     assert!(err.is_lost(), "{err}");
-    assert!(dropped.load(Ordering::SeqCst), "the body's future was dropped");
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the body's future was dropped"
+    );
     assert!(
         waited < Duration::from_millis(500),
         "stopped {waited:?} after the termination"

@@ -302,3 +302,45 @@ async fn the_body_queries_through_the_locks_own_connection() {
     assert_eq!(pid, pid_of(session.client()).await);
     assert!(holders(&observer, &name).await.is_empty());
 }
+
+#[async_trait::async_trait]
+trait Job: Send + Sync {
+    async fn run(&self, overlap: &Overlap) -> Result<pglock::HeldLock, pglock::Error>;
+}
+
+struct Nightly {
+    pool: Pool,
+    name: String,
+}
+
+#[async_trait::async_trait]
+impl Job for Nightly {
+    #[pglock::advisory(self.name.as_str(), pool = &self.pool)]
+    async fn run(&self, overlap: &Overlap) -> Result<pglock::HeldLock, pglock::Error> {
+        overlap.body().await;
+        Ok(pglock::held().expect("inside the body"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_trait_methods_take_the_lock() {
+    let job: Arc<dyn Job> = Arc::new(Nightly {
+        pool: pool(3).await,
+        name: unique_name("attr-async-trait"),
+    });
+    let overlap = Arc::new(Overlap::default());
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let (job, overlap) = (job.clone(), overlap.clone());
+            tokio::spawn(async move { job.run(&overlap).await })
+        })
+        .collect();
+    for call in calls {
+        let lock = call.await.unwrap().unwrap();
+        assert!(lock
+            .name()
+            .unwrap()
+            .starts_with("pglock-test:attr-async-trait"));
+    }
+    assert_eq!(overlap.most.load(Ordering::SeqCst), 1, "one call at a time");
+}

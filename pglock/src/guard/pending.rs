@@ -72,7 +72,9 @@ impl<'a> Pending<'a> {
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        let Some(target) = self.target.take() else { return };
+        let Some(target) = self.target.take() else {
+            return;
+        };
         let admission = self.admission.take();
         if let Some(admission) = &admission {
             admission.disown();

@@ -72,8 +72,8 @@ async fn cancellable(pool: &Pool) -> Option<()> {
 }
 
 // #[pglock::advisory] goes first: attributes expand top-down, and the one below
-// must still see an `async fn`. The span of #[tracing::instrument] (below) then
-// covers only the body; above, it would cover the acquisition as well.
+// must still see an `async fn`. The span of #[tracing::instrument] (below it)
+// then covers the acquisition too; above it, only the body.
 #[pglock::advisory("ui.order")]
 #[tracing::instrument]
 async fn instrumented() -> Result<(), pglock::Error> {
@@ -89,6 +89,32 @@ async fn instrumented_outside() -> Result<(), pglock::Error> {
 #[pglock::advisory("ui.test-order", side_effect = Skip)]
 #[tokio::test]
 async fn a_test() {}
+
+#[async_trait::async_trait]
+pub trait Task {
+    async fn run(&self, n: u32) -> Result<u32, pglock::Error>;
+    async fn skip(self: Box<Self>) -> Option<()>;
+}
+
+pub struct Worker {
+    pool: Pool,
+    name: String,
+}
+
+#[async_trait::async_trait]
+impl Task for Worker {
+    #[pglock::advisory(self.name.as_str(), pool = &self.pool, client = db)]
+    async fn run(&self, n: u32) -> Result<u32, pglock::Error> {
+        db.execute("SELECT 1", &[]).await?;
+        Ok(n)
+    }
+
+    #[pglock::advisory("ui.async-trait-skip", pool = self.pool.clone(), side_effect = Skip)]
+    async fn skip(self: Box<Self>) -> Option<()> {
+        drop(self);
+        Some(())
+    }
+}
 
 fn spawnable<F: std::future::Future + Send + 'static>(_: F) {}
 
