@@ -656,6 +656,36 @@ mod tests {
     }
 
     #[test]
+    fn named_id_client_on_lost_crate() {
+        let args = Args::parse(quote!(
+            id = shared,
+            shared,
+            client = db,
+            on_lost = cancel,
+            crate = my_lock
+        ))
+        .unwrap();
+        assert!(args.id.is_some() && args.shared.is_some() && args.first_flag.is_none());
+        assert!(args.client.is_some() && args.on_lost_cancel.is_some() && args.krate.is_some());
+        assert!(Args::parse(quote!(shared)).unwrap().first_flag.is_some());
+        assert!(Args::parse(quote!("a", id = "b")).is_err());
+        assert!(Args::parse(quote!(id = "")).is_err());
+        assert!(Args::parse(quote!(on_lost = stop)).is_err());
+        assert!(Args::parse(quote!(client = self.db)).is_err());
+        assert!(Args::parse(quote!(crate = "pglock")).is_err());
+        assert!(Args::parse(quote!(Skip)).is_err());
+        assert!(Args::parse(quote!(xact = self.tx)).unwrap().xact.is_some());
+        assert!(Args::parse(quote!(xact = tx.inner)).is_err());
+        assert!(Args::parse(quote!(xact = f())).is_err());
+    }
+
+    #[test]
+    fn lease_floor() {
+        assert!(Args::parse(quote!(lease = "999ms")).is_err());
+        assert!(Args::parse(quote!(lease = "1s")).is_ok());
+    }
+
+    #[test]
     fn fencing_lease_label() {
         let args = Args::parse(quote!(
             "a.b",

@@ -71,6 +71,7 @@ async fn the_body_learns_of_loss() {
     let waited = waited_rx.await.unwrap();
     killer.await.unwrap();
     // Guard::lost's bound for a closed connection is 20 ms; allow for a busy machine.
+    eprintln!("the body heard of the loss {waited:?} after pg_terminate_backend");
     assert!(
         waited < Duration::from_millis(500),
         "the body heard of the loss {waited:?} after the termination"
@@ -121,6 +122,7 @@ async fn on_lost_cancel_stops_the_body() {
     let waited = at_rx.await.unwrap().elapsed();
     killer.await.unwrap();
     assert!(err.is_lost(), "{err}");
+    eprintln!("on_lost = cancel returned {waited:?} after pg_terminate_backend");
     assert!(
         dropped.load(Ordering::SeqCst),
         "the body's future was dropped"

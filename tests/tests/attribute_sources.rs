@@ -344,3 +344,112 @@ async fn async_trait_methods_take_the_lock() {
     }
     assert_eq!(overlap.most.load(Ordering::SeqCst), 1, "one call at a time");
 }
+
+#[pglock::advisory(id = shared, shared, pool = pool)]
+async fn named_shared(
+    pool: &Pool,
+    shared: &str,
+    observer: &tokio_postgres::Client,
+) -> Result<Vec<String>, pglock::Error> {
+    Ok(lock_rows(observer, shared)
+        .await
+        .into_iter()
+        .map(|r| r.mode)
+        .collect())
+}
+
+#[pglock::advisory(name, pool = pool, timeout = wait)]
+async fn optional_wait(
+    pool: &Pool,
+    name: &str,
+    wait: Option<Duration>,
+) -> Result<(), pglock::Error> {
+    Ok(())
+}
+
+struct Work {
+    name: String,
+    attempts: u32,
+}
+
+#[pglock::advisory(name.as_str(), pool = pool)]
+async fn destructured(
+    pool: &Pool,
+    Work { name, attempts }: Work,
+    observer: &tokio_postgres::Client,
+) -> Result<(usize, u32), pglock::Error> {
+    Ok((holders(observer, &name).await.len(), attempts))
+}
+
+struct InTx<'t> {
+    tx: tokio_postgres::Transaction<'t>,
+}
+
+impl InTx<'_> {
+    #[pglock::advisory(name, xact = self.tx)]
+    async fn step(
+        &self,
+        name: &str,
+        observer: &tokio_postgres::Client,
+    ) -> Result<usize, pglock::Error> {
+        Ok(holders(observer, name).await.len())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_ids_optional_timeouts_destructured_bindings_and_self_transactions() {
+    let pool = pool(2).await;
+    let observer = connect().await;
+    let name = unique_name("attr-forms");
+
+    // `id = shared, shared`: the parameter is the id, the flag is the mode.
+    let modes = named_shared(&pool, &name, &observer).await.unwrap();
+    assert_eq!(modes, vec!["ShareLock".to_string()]);
+
+    // `timeout = Option<Duration>`: Some waits that long, None waits until granted.
+    let other = connect().await;
+    let key = pglock::key_for(&name).unwrap();
+    other
+        .execute("SELECT pg_advisory_lock($1)", &[&key])
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let err = optional_wait(&pool, &name, Some(Duration::from_millis(150)))
+        .await
+        .unwrap_err();
+    assert!(err.is_not_acquired(), "{err}");
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        other
+            .execute("SELECT pg_advisory_unlock($1)", &[&key])
+            .await
+            .unwrap();
+        other
+    });
+    let started = Instant::now();
+    optional_wait(&pool, &name, None).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    drop(release.await.unwrap());
+
+    // A binding of a destructured parameter as the id.
+    let work = Work {
+        name: name.clone(),
+        attempts: 3,
+    };
+    assert_eq!(destructured(&pool, work, &observer).await.unwrap(), (1, 3));
+
+    // `xact = self.tx`: held in the transaction until it ends.
+    let mut client = connect().await;
+    let in_tx = InTx {
+        tx: client.transaction().await.unwrap(),
+    };
+    assert_eq!(in_tx.step(&name, &observer).await.unwrap(), 1);
+    assert_eq!(
+        holders(&observer, &name).await.len(),
+        1,
+        "until the transaction ends"
+    );
+    in_tx.tx.commit().await.unwrap();
+    assert!(lock_rows(&observer, &name).await.is_empty());
+}
