@@ -12,8 +12,9 @@
 //!         ::pglock::__private::try_acquire(&__pglock_lock, Ok(&(db))).await);
 //!     let __pglock_finished = {
 //!         let __pglock_held_ref = &__pglock_held;
-//!         ::pglock::__private::run_skip(&__pglock_lock, __pglock_held_ref, OnLost::Continue,
-//!             async move {
+//!         let __pglock_outcomes = ::pglock::__private::skip_outcomes(); // checks `Option<u32>`
+//!         ::pglock::__private::run(&__pglock_lock, __pglock_held_ref, OnLost::Continue,
+//!             __pglock_outcomes, async move {
 //!                 // `client = c`: let c = __pglock_held_ref.client();
 //!                 // (a never-taken `return` that pins the block's type to `Option<u32>`)
 //!                 body
@@ -29,8 +30,7 @@
 //! with `xact`, which has no guard. `crate = path` replaces `::pglock`.
 //!
 //! The guard stays in `__pglock_held`, in the function's frame, while the body
-//! runs, so the body may borrow its connection (`client = …`); `run_skip`/
-//! `run_raise` scope the tokio task-local of `pglock::held()` around the body and
+//! runs, so the body may borrow its connection (`client = …`); `run` scopes the tokio task-local of `pglock::held()` around the body and
 //! watch for the lock's loss when asked (`HeldLock::lost`) or told
 //! (`on_lost = cancel`). A panic or a dropped future drops the guard, whose `Drop`
 //! releases the lock; a normal return (including `return` and `?` in the body,
@@ -39,9 +39,11 @@
 //! starts, so the body may move or mutate what `pool = …` borrowed. An `xact`
 //! lock needs no release: the body follows the acquisition inline.
 //!
-//! Exactly one helper per function has a bound on the return type (`run_raise`,
-//! `run_skip`, `xact_raise` or `xact_skip`), and every helper path carries the span
-//! of the token it is about, so a type error is reported once, where it belongs.
+//! Exactly one helper per function has a bound on the return type
+//! (`raise_outcomes`, `skip_outcomes`, `xact_raise` or `xact_skip`), each a plain
+//! function (an `async fn`'s bound would be checked again at its `.await`), and
+//! every helper path carries the span of the token it is about, so a type error is
+//! reported once, where it belongs.
 //!
 //! A method of an `#[async_trait]` impl arrives desugared (a plain `fn` returning
 //! `Pin<Box<dyn Future<Output = R> + …>>` whose body is `Box::pin(async move {
@@ -583,12 +585,12 @@ fn generate_body(
         let (private, private_ret) = (at(tx.span()), at(ret_span));
         let check = if skip {
             let attempt = quote_spanned!(tx.span()=>
-                #private::try_acquire_in(&#lock, &#tx).await
+                #private::try_acquire_in(&#lock, #private::transaction(&#tx)).await
             );
             quote_spanned!(ret_span=> #private_ret::xact_skip(&#lock, #attempt))
         } else {
             let attempt = quote_spanned!(tx.span()=>
-                #private::acquire_in(&#lock, &#tx).await
+                #private::acquire_in(&#lock, #private::transaction(&#tx)).await
             );
             quote_spanned!(ret_span=> #private_ret::xact_raise(#attempt))
         };
@@ -614,10 +616,10 @@ fn generate_body(
         let private = at(source_span);
         let acquire = match skip {
             true => quote_spanned!(source_span=>
-                #private::Held::skip(#private::try_acquire(&#lock, #source).await)
+                #private::Held::skip(#private::try_acquire(&#lock, #private::source(#source)).await)
             ),
             false => quote_spanned!(source_span=>
-                #private::Held::raise(#private::acquire(&#lock, #source).await)
+                #private::Held::raise(#private::acquire(&#lock, #private::source(#source)).await)
             ),
         };
         let on_lost = match &args.on_lost_cancel {
@@ -645,14 +647,15 @@ fn generate_body(
             }
         };
         let private = at(ret_span);
-        let run = match skip {
-            true => {
-                quote_spanned!(ret_span=> #private::run_skip(&#lock, #held_ref, #on_lost, #body).await)
-            }
-            false => {
-                quote_spanned!(ret_span=> #private::run_raise(#held_ref, #on_lost, #body).await)
-            }
+        let outcomes = hygienic("__pglock_outcomes");
+        let value_check = match skip {
+            true => quote_spanned!(ret_span=> #private::skip_outcomes()),
+            false => quote_spanned!(ret_span=> #private::raise_outcomes()),
         };
+        let run = quote_spanned!(ret_span=>
+            let #outcomes = #value_check;
+            #private::run(&#lock, #held_ref, #on_lost, #outcomes, #body).await
+        );
         // Every statement carries the span of the token it is about, so that a
         // type error is reported there, once.
         let acquire = quote_spanned!(source_span=> let #held = #acquire;);

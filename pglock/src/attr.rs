@@ -319,37 +319,46 @@ impl<T: AsTransaction + ?Sized> AsTransaction for &mut T {
 }
 
 /// Raise: waits as the timeout says (without one, until granted).
-pub async fn acquire<S: AsSource + ?Sized>(
+pub async fn acquire<S: Source + ?Sized>(
     lock: &Advisory,
     source: Result<&S, Error>,
 ) -> Result<Guard, Error> {
     check(lock)?;
-    lock.acquire(source?.as_source()).await
+    lock.acquire(source?).await
+}
+
+/// `pool = …` as a source: the one place its type is checked (a plain function
+/// call, so a value that is no source is reported once).
+pub fn source<S: AsSource + ?Sized>(source: Result<&S, Error>) -> Result<&S::Source, Error> {
+    source.map(AsSource::as_source)
 }
 
 /// Skip: one try, or waits at most the timeout when one is given.
-pub async fn try_acquire<S: AsSource + ?Sized>(
+pub async fn try_acquire<S: Source + ?Sized>(
     lock: &Advisory,
     source: Result<&S, Error>,
 ) -> Result<Option<Guard>, Error> {
     check(lock)?;
-    lock.try_acquire(source?.as_source()).await
+    lock.try_acquire(source?).await
 }
 
 /// Raise, transaction-level.
-pub async fn acquire_in<T: AsTransaction + ?Sized>(lock: &Advisory, tx: &T) -> Result<(), Error> {
-    lock.clone().xact().acquire_in(tx.as_transaction()).await
+pub async fn acquire_in<T: InTransaction + ?Sized>(lock: &Advisory, tx: &T) -> Result<(), Error> {
+    lock.clone().xact().acquire_in(tx).await
+}
+
+/// `xact = …` as a transaction: the one place its type is checked (a plain
+/// function call, so a value that is no transaction is reported once).
+pub fn transaction<T: AsTransaction + ?Sized>(tx: &T) -> &T::Transaction {
+    tx.as_transaction()
 }
 
 /// Skip, transaction-level: `Ok(false)` when busy.
-pub async fn try_acquire_in<T: AsTransaction + ?Sized>(
+pub async fn try_acquire_in<T: InTransaction + ?Sized>(
     lock: &Advisory,
     tx: &T,
 ) -> Result<bool, Error> {
-    lock.clone()
-        .xact()
-        .try_acquire_in(tx.as_transaction())
-        .await
+    lock.clone().xact().try_acquire_in(tx).await
 }
 
 /// The return types of a Raise function: `Result<T, E>` with `E: From<pglock::Error>`.
@@ -575,59 +584,65 @@ async fn body_phase<F: Future>(
     .await
 }
 
-/// Raise, session lock: runs `body` if the lock was acquired and hands back its
-/// value for [`finish`]; otherwise `Err(E::from(error))` without polling `body`.
-/// If `body` panics or this future is dropped, the guard (in `held`, in the
-/// function's frame) is dropped and its `Drop` releases the lock.
-pub async fn run_raise<R, F>(held: &Held, on_lost: OnLost, body: F) -> Finished<R>
-where
-    R: RaiseValue,
-    F: Future<Output = R>,
-{
-    let Some(guard) = &held.guard else {
-        let error = held
-            .take_error()
-            .expect("a Raise acquisition gives a guard or an error");
-        return Finished {
-            output: R::from_lock_error(error),
-            after_release: None,
-        };
-    };
-    match body_phase(guard, &held.loss, on_lost, body).await {
-        Ok(output) => Finished {
-            output,
-            after_release: Some(R::after_release),
+/// What a function's return type makes of each outcome: the one place the return
+/// type is checked against the side effect (a plain function call, so a return
+/// type that does not fit is reported once), as plain function pointers, so that
+/// the async helpers need no bound on it.
+pub struct Outcomes<R> {
+    /// The lock was not acquired: busy (`None`, Skip only) or an error.
+    not_run: fn(&Advisory, Option<Error>) -> R,
+    after_release: AfterRelease<R>,
+}
+
+/// Raise: `Result<T, E>` with `E: From<pglock::Error>`.
+pub fn raise_outcomes<R: RaiseValue>() -> Outcomes<R> {
+    Outcomes {
+        not_run: |_, error| {
+            R::from_lock_error(error.expect("a Raise acquisition gives a guard or an error"))
         },
-        Err(lost) => Finished {
-            output: R::from_lock_error(lost),
-            after_release: None,
-        },
+        after_release: R::after_release,
     }
 }
 
-/// Skip, session lock: as [`run_raise`], but a busy lock gives the skipped value.
-pub async fn run_skip<R, F>(lock: &Advisory, held: &Held, on_lost: OnLost, body: F) -> Finished<R>
+/// Skip: `()`, `Option<T>`, `Result<(), E>` or `Result<Option<T>, E>`.
+pub fn skip_outcomes<R: SkipValue>() -> Outcomes<R> {
+    Outcomes {
+        not_run: |lock, error| match error {
+            None => skipped(lock),
+            Some(error) => R::from_lock_error(lock.id(), error),
+        },
+        after_release: R::after_release,
+    }
+}
+
+/// Session lock: runs `body` if the lock was acquired and hands back its value
+/// for [`finish`]; otherwise the not-run value (`Err(E::from(error))`, or the
+/// skipped value) without polling `body`. If `body` panics or this future is
+/// dropped, the guard (in `held`, in the function's frame) is dropped and its
+/// `Drop` releases the lock.
+pub async fn run<R, F>(
+    lock: &Advisory,
+    held: &Held,
+    on_lost: OnLost,
+    outcomes: Outcomes<R>,
+    body: F,
+) -> Finished<R>
 where
-    R: SkipValue,
     F: Future<Output = R>,
 {
     let Some(guard) = &held.guard else {
-        let output = match held.take_error() {
-            None => skipped(lock),
-            Some(error) => R::from_lock_error(lock.id(), error),
-        };
         return Finished {
-            output,
+            output: (outcomes.not_run)(lock, held.take_error()),
             after_release: None,
         };
     };
     match body_phase(guard, &held.loss, on_lost, body).await {
         Ok(output) => Finished {
             output,
-            after_release: Some(R::after_release),
+            after_release: Some(outcomes.after_release),
         },
         Err(lost) => Finished {
-            output: R::from_lock_error(lock.id(), lost),
+            output: (outcomes.not_run)(lock, Some(lost)),
             after_release: None,
         },
     }
