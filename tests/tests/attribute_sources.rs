@@ -182,6 +182,11 @@ async fn skip_on_default_pool(name: &str, ran: &AtomicBool) -> Option<()> {
     Some(())
 }
 
+const NO_NAME: &str = "";
+
+#[pglock::advisory(NO_NAME, pool = pool, side_effect = Skip)]
+async fn skip_with_empty_id(pool: &Pool) {}
+
 #[pglock::advisory(name, side_effect = Skip)]
 async fn skip_result_on_default_pool(name: &str) -> Result<(), pglock::Error> {
     Ok(())
@@ -240,6 +245,11 @@ async fn programming_errors_are_errors_never_a_busy_lock() {
     })
     .await;
     assert!(message.contains("set_default_pool"), "{message}");
+    // An id constant that is empty.
+    let p = pool.clone();
+    let message = panic_of(async move { skip_with_empty_id(&p).await }).await;
+    assert!(message.contains("not a busy lock"), "{message}");
+
     let err = skip_result_on_default_pool(&name).await.unwrap_err();
     assert!(err.is_misuse(), "{err}");
     assert!(lock_rows(&observer, &name).await.is_empty());
