@@ -278,12 +278,7 @@ impl Advisory {
                 reset_ttl: matches!(conn, Conn::Pooled(_)) && self.options.lease.is_some(),
                 reset_label: matches!(conn, Conn::Pooled(_)) && self.options.label.is_some(),
             };
-            let pending = Pending::new(
-                Target::Owned(conn),
-                Some(admission),
-                self.id.clone(),
-                self.mode,
-            );
+            let pending = Pending::new(Target::Owned(conn), Some(admission), self.id.clone(), self.mode);
             let result = self.attempt(&pending, wait, settings, &extras).await;
             span.record("wait_us", started.elapsed().as_micros() as u64);
             let (conn, admission) = pending.disarm();

@@ -102,17 +102,13 @@ impl<'c, C: Borrowable + ?Sized> BorrowedGuard<'c, C> {
 impl<C: Borrowable + ?Sized> Deref for BorrowedGuard<'_, C> {
     type Target = C;
     fn deref(&self) -> &C {
-        self.conn
-            .as_deref()
-            .expect("a guard borrows its connection")
+        self.conn.as_deref().expect("a guard borrows its connection")
     }
 }
 
 impl<C: Borrowable + ?Sized> DerefMut for BorrowedGuard<'_, C> {
     fn deref_mut(&mut self) -> &mut C {
-        self.conn
-            .as_deref_mut()
-            .expect("a guard borrows its connection")
+        self.conn.as_deref_mut().expect("a guard borrows its connection")
     }
 }
 

@@ -45,3 +45,4 @@ pub fn configure_keepalives(config: &mut tokio_postgres::Config) {
     };
     config.options(options);
 }
+

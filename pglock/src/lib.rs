@@ -162,8 +162,8 @@
 // Layers, bottom up: keys and SQL; the connection layer (connections, sources,
 // the hold ledger); guards; acquisition; the builders; attribute support.
 mod error;
-mod keepalive;
 mod key;
+mod keepalive;
 mod sql;
 
 mod conn;

@@ -67,11 +67,7 @@ fn build(scope: Scope, mode: Mode, attempt: Attempt, pair: bool) -> String {
     match attempt {
         Attempt::Try => format!("SELECT {function}({args})"),
         Attempt::Wait => {
-            let timeout = if pair {
-                "$3::pg_catalog.text"
-            } else {
-                "$2::pg_catalog.text"
-            };
+            let timeout = if pair { "$3::pg_catalog.text" } else { "$2::pg_catalog.text" };
             // Volatile functions keep the subquery from being flattened or its
             // columns from being pruned; its target list runs left to right.
             format!(
@@ -195,11 +191,9 @@ pub(crate) const IS_HELD: &str = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_loc
      AND classid = $1::pg_catalog.oid AND objid = $2::pg_catalog.oid AND objsubid = $3::pg_catalog.int2)";
 
 /// Sets the session's `idle_session_timeout` (a lease's time-to-live).
-pub(crate) const SET_TTL: &str =
-    "SELECT pg_catalog.set_config('idle_session_timeout', $1::pg_catalog.text, false)";
+pub(crate) const SET_TTL: &str = "SELECT pg_catalog.set_config('idle_session_timeout', $1::pg_catalog.text, false)";
 /// Sets the session's `application_name` (a holder label).
-pub(crate) const SET_LABEL: &str =
-    "SELECT pg_catalog.set_config('application_name', $1::pg_catalog.text, false)";
+pub(crate) const SET_LABEL: &str = "SELECT pg_catalog.set_config('application_name', $1::pg_catalog.text, false)";
 /// Puts back what [`SET_TTL`] and [`SET_LABEL`] changed on a session pglock does
 /// not own.
 pub(crate) const RESET_TTL: &str = "RESET idle_session_timeout";

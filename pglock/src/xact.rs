@@ -9,9 +9,9 @@ use futures_util::future::join;
 use tokio_postgres::types::Type;
 use tracing::Instrument;
 
-use crate::acquire::{holder, Outcome, Wait};
 use crate::conn::Exec;
 use crate::error::Error;
+use crate::acquire::{holder, Outcome, Wait};
 use crate::lock::Advisory;
 use crate::sql::{self, Attempt, Scope};
 

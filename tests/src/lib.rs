@@ -474,10 +474,7 @@ impl Fixture {
     /// Waits (at most 5 s) until nobody holds or waits for the lock; answers
     /// whether that happened.
     pub async fn until_free(&self) -> bool {
-        eventually(Duration::from_secs(5), || async {
-            self.rows().await.is_empty()
-        })
-        .await
+        eventually(Duration::from_secs(5), || async { self.rows().await.is_empty() }).await
     }
 
     /// A separate plain connection that holds the lock until the returned client

@@ -44,11 +44,7 @@ async fn one_session_stacks_shared_guards() {
         .is_none());
 
     first.release().await.unwrap();
-    assert_eq!(
-        fx.holders().await,
-        vec![pid],
-        "one release of two freed the lock"
-    );
+    assert_eq!(fx.holders().await, vec![pid], "one release of two freed the lock");
     assert!(pglock::advisory(name)
         .try_acquire(&other)
         .await
@@ -72,16 +68,8 @@ async fn stacked_guards_dropped_free_the_lock_after_the_last() {
     let s = pglock_tests::session().await;
     let pid = pid_of(s.client()).await;
     let name = unique_name("session-stack-drop");
-    let a = pglock::advisory(name.as_str())
-        .shared()
-        .acquire(&s)
-        .await
-        .unwrap();
-    let b = pglock::advisory(name.as_str())
-        .shared()
-        .acquire(&s)
-        .await
-        .unwrap();
+    let a = pglock::advisory(name.as_str()).shared().acquire(&s).await.unwrap();
+    let b = pglock::advisory(name.as_str()).shared().acquire(&s).await.unwrap();
     drop(a);
     // The unlock of `a` is queued ahead of this query on the same connection.
     s.client().query_one("SELECT 1", &[]).await.unwrap();

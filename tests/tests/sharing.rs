@@ -254,11 +254,7 @@ async fn a_failed_unlock_on_a_session_is_retried_after_the_transaction() {
     );
     assert!(err.to_string().contains("retries"), "{err}");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        fx.holders().await.len(),
-        1,
-        "still held inside the transaction"
-    );
+    assert_eq!(fx.holders().await.len(), 1, "still held inside the transaction");
     session.client().batch_execute("ROLLBACK").await.unwrap();
     assert!(fx.until_free().await, "the unlock was never retried");
 }
@@ -280,10 +276,7 @@ async fn a_session_that_cannot_unlock_is_closed() {
     assert!(guard.release().await.is_err());
     let closed = eventually(Duration::from_secs(15), || async { session.is_closed() }).await;
     assert!(closed, "the session was not closed");
-    assert!(
-        fx.until_free().await,
-        "the lock outlived the closed session"
-    );
+    assert!(fx.until_free().await, "the lock outlived the closed session");
 }
 
 /// Through a pool, a failed unlock closes the connection, which frees the lock.
@@ -397,8 +390,8 @@ async fn randomized_sharing_never_gives_two_holders() {
                 rng % n
             };
             while tokio::time::Instant::now() < deadline {
-                let lock =
-                    pglock::advisory(name.as_str()).timeout(Duration::from_millis(1 + next(40)));
+                let lock = pglock::advisory(name.as_str())
+                    .timeout(Duration::from_millis(1 + next(40)));
                 let cancel_after = Duration::from_millis(1 + next(60));
                 let attempt = async {
                     if t % 3 == 2 {
@@ -439,9 +432,5 @@ async fn randomized_sharing_never_gives_two_holders() {
     );
     assert!(acquired.load(Ordering::SeqCst) > 10);
     assert_eq!(overlaps.load(Ordering::SeqCst), 0);
-    assert!(
-        fx.until_free().await,
-        "a lock was leaked: {:?}",
-        fx.rows().await
-    );
+    assert!(fx.until_free().await, "a lock was leaked: {:?}", fx.rows().await);
 }

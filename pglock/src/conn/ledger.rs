@@ -176,9 +176,7 @@ impl Ledger {
                 }
                 let permit = async {
                     match mode {
-                        Mode::Exclusive => {
-                            Permit::Exclusive(entry.holds.clone().write_owned().await)
-                        }
+                        Mode::Exclusive => Permit::Exclusive(entry.holds.clone().write_owned().await),
                         Mode::Shared => Permit::Shared(entry.holds.clone().read_owned().await),
                     }
                 };
@@ -338,12 +336,7 @@ mod tests {
             let ledger = ledger.clone();
             async move {
                 ledger
-                    .admit(
-                        key,
-                        Mode::Exclusive,
-                        Task::current(),
-                        LocalWait::Until(until),
-                    )
+                    .admit(key, Mode::Exclusive, Task::current(), LocalWait::Until(until))
                     .await
                     .err()
             }

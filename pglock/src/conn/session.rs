@@ -125,10 +125,7 @@ impl Session {
                 tracing::debug!(error = %e, "pglock: session connection ended with an error");
             }
         });
-        Ok(Session::with(
-            Owned::Plain(client),
-            Some(driver.abort_handle()),
-        ))
+        Ok(Session::with(Owned::Plain(client), Some(driver.abort_handle())))
     }
 
     /// The client, for your own queries on the same connection.
@@ -168,13 +165,7 @@ impl Session {
     /// unlock-if-held (after an attempt that may or may not have been granted)
     /// rather than a plain unlock. A session that drives its connection closes it
     /// when the unlock still fails after [`OWED_UNLOCK_GRACE`].
-    pub(crate) fn owe_unlock(
-        &self,
-        id: LockId,
-        mode: Mode,
-        if_held: bool,
-        keep: impl Send + 'static,
-    ) {
+    pub(crate) fn owe_unlock(&self, id: LockId, mode: Mode, if_held: bool, keep: impl Send + 'static) {
         let session = self.clone();
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;

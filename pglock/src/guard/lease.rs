@@ -16,10 +16,10 @@ use std::time::Duration;
 use tokio::task::AbortHandle;
 use tokio_postgres::types::Type;
 
-use crate::conn::Session;
 use crate::conn::{Exec, Param};
 use crate::error::Error;
 use crate::guard::Guard;
+use crate::conn::Session;
 use crate::sql;
 
 /// A guard's lease: its time-to-live and the task renewing it, if any.

@@ -288,8 +288,7 @@ impl Drop for Guard {
         if let Some(hold) = &hold {
             hold.disown();
         }
-        let (key, id, mode, settings) =
-            (self.key(), self.id.clone(), self.mode, self.held.settings);
+        let (key, id, mode, settings) = (self.key(), self.id.clone(), self.mode, self.held.settings);
         let statement = Prepared::Typed(sql::unlock(mode, key.is_pair()));
         finish_detached(async move {
             // Typed, not prepared: queued on the very first poll, in `finish_detached`.

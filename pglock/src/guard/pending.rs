@@ -72,9 +72,7 @@ impl<'a> Pending<'a> {
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        let Some(target) = self.target.take() else {
-            return;
-        };
+        let Some(target) = self.target.take() else { return };
         let admission = self.admission.take();
         if let Some(admission) = &admission {
             admission.disown();
