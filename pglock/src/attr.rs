@@ -420,7 +420,12 @@ fn log_not_run(lock: &LockId, error: Error) {
              `Result` to receive it as an error instead of this panic)"
         );
     }
-    tracing::error!(lock = %lock, error = %error, "pglock: #[advisory] function not run: its lock could not be tried");
+    if error.is_lost() {
+        // `on_lost = cancel` stopped the body.
+        tracing::error!(lock = %lock, error = %error, "pglock: #[advisory] body stopped: its lock was lost");
+    } else {
+        tracing::error!(lock = %lock, error = %error, "pglock: #[advisory] function not run: its lock could not be tried");
+    }
 }
 
 fn log_release_error(released: Result<(), Error>) {
