@@ -27,11 +27,11 @@ struct Replica {
 }
 
 impl Replica {
-    /// The job. The lock id is the default one, the function's module path and
-    /// name: `scheduled_job::send_reminders`. `Skip` with a zero timeout (the
-    /// default for Skip): if another replica holds the lock, return `Ok(None)` at
+    /// The job. The lock id is explicit, as a method's must be (the attribute
+    /// cannot see the type's name): `scheduled_job::send_reminders`, the key the
+    /// default gave before. `Skip` with a zero timeout (the default for Skip): if another replica holds the lock, return `Ok(None)` at
     /// once without running the body. Connection errors still come back as `Err`.
-    #[pglock::advisory(side_effect = Skip, pool = &self.pool)]
+    #[pglock::advisory("scheduled_job::send_reminders", side_effect = Skip, pool = &self.pool)]
     async fn send_reminders(&self, tick: u32) -> Result<Option<u32>, pglock::Error> {
         // The work takes a while, so the other replica's tick lands meanwhile.
         tokio::time::sleep(Duration::from_millis(400)).await;

@@ -9,8 +9,12 @@ use syn::{Expr, ExprLit, ExprPath, Ident, Lit, LitStr, Token};
 
 /// Every named argument, for "expected one of" messages.
 const ACCEPTED: &str =
-    "a lock id (\"name\" or an expression), `timeout = …`, `shared`, `xact = <parameter>`, \
-     `side_effect = Raise | Skip`, `pool = …`, `fencing`, `lease = …`, `label = …`";
+    "a lock id (\"name\" or an expression, or `id = …`), `timeout = …`, `shared`, \
+     `xact = <parameter>`, `side_effect = Raise | Skip`, `pool = …`, `fencing`, `lease = …`, \
+     `label = …`, `client = <name>`, `on_lost = cancel`, `crate = <path>`";
+
+/// The shortest lease accepted, in nanoseconds: `pglock::__private::LEASE_FLOOR`.
+const LEASE_FLOOR_NANOS: u128 = 1_000_000_000;
 
 /// PostgreSQL's `lock_timeout` and `idle_session_timeout` are `int`s of
 /// milliseconds.
@@ -54,9 +58,20 @@ impl ToTokens for Timeout {
 #[derive(Default)]
 pub(crate) struct Args {
     pub(crate) id: Option<Expr>,
+    /// `shared` or `fencing` written in first place, where a parameter of that
+    /// name would have been the id.
+    pub(crate) first_flag: Option<Ident>,
     pub(crate) timeout: Option<Timeout>,
-    pub(crate) shared: bool,
-    pub(crate) xact: Option<Ident>,
+    /// `shared`, as written.
+    pub(crate) shared: Option<Ident>,
+    /// `xact = tx` or `xact = self.tx`.
+    pub(crate) xact: Option<Expr>,
+    /// `client = db`: the name the lock's connection is bound to in the body.
+    pub(crate) client: Option<Ident>,
+    /// `on_lost = cancel`, as written.
+    pub(crate) on_lost_cancel: Option<Ident>,
+    /// `crate = path`: where `pglock` is (a renamed dependency, a re-export).
+    pub(crate) krate: Option<Expr>,
     pub(crate) side_effect: Option<SideEffect>,
     pub(crate) pool: Option<Expr>,
     /// `fencing`, as written.
@@ -76,6 +91,19 @@ enum RawArg {
 
 impl Parse for RawArg {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        if input.peek(Token![crate]) && input.peek2(Token![=]) && !input.peek2(Token![==]) {
+            let token: Token![crate] = input.parse()?;
+            let _: Token![=] = input.parse()?;
+            let key = Ident::new("crate", token.span);
+            if input.is_empty() || input.peek(Token![,]) {
+                return Err(syn::Error::new(
+                    key.span(),
+                    "`crate =` needs a path, such as `crate = my_pglock`",
+                ));
+            }
+            let value: Expr = input.parse()?;
+            return Ok(RawArg::Named { key, value });
+        }
         if input.peek(Ident) && input.peek2(Token![=]) && !input.peek2(Token![==]) {
             let key: Ident = input.parse()?;
             let _: Token![=] = input.parse()?;
@@ -144,11 +172,20 @@ impl Args {
         for (index, arg) in raw.into_iter().enumerate() {
             match arg {
                 RawArg::Positional(expr) => {
-                    if index != 0 {
+                    if let Some(side_effect) = side_effect_word(&expr) {
+                        push(syn::Error::new(
+                            expr.span(),
+                            format!(
+                                "`{side_effect}` alone is not an argument: write \
+                                 `side_effect = {side_effect}`"
+                            ),
+                        ));
+                    } else if index != 0 {
                         push(syn::Error::new(
                             expr.span(),
                             "the lock id must be the first argument: \
-                             #[pglock::advisory(\"name\", timeout = …)]",
+                             #[pglock::advisory(\"name\", timeout = …)], or give it as \
+                             `id = …` anywhere",
                         ));
                     } else if let Err(e) = check_id(&expr) {
                         push(e);
@@ -168,8 +205,11 @@ impl Args {
                         push(e);
                         continue;
                     }
+                    if index == 0 && (key == "shared" || key == "fencing") {
+                        args.first_flag = Some(ident.clone());
+                    }
                     match key.as_str() {
-                        "shared" => args.shared = true,
+                        "shared" => args.shared = Some(ident),
                         "fencing" => args.fencing = Some(ident),
                         "timeout" | "xact" | "side_effect" | "pool" | "lease" | "label" => {
                             push(syn::Error::new(
@@ -194,8 +234,34 @@ impl Args {
                             args.label = Some((key.clone(), value));
                             Ok(())
                         }
-                        "xact" => parse_ident(&value, "xact", "the transaction parameter")
-                            .map(|i| args.xact = Some(i)),
+                        "xact" => parse_xact(&value).map(|()| args.xact = Some(value)),
+                        "client" => {
+                            parse_ident(&value, "client", "the name to give the lock's connection")
+                                .map(|i| args.client = Some(i))
+                        }
+                        "on_lost" => parse_on_lost(&value).map(|i| args.on_lost_cancel = i),
+                        "crate" => match &value {
+                            Expr::Path(p) if p.attrs.is_empty() && p.qself.is_none() => {
+                                args.krate = Some(value.clone());
+                                Ok(())
+                            }
+                            _ => Err(syn::Error::new(
+                                value.span(),
+                                "`crate = …` takes the path of the pglock crate, such as \
+                                 `crate = my_pglock` for a dependency renamed in Cargo.toml",
+                            )),
+                        },
+                        "id" => {
+                            if args.id.is_some() {
+                                Err(syn::Error::new(
+                                    key.span(),
+                                    "the lock id is given twice: once in first place and once \
+                                     as `id = …`; keep one",
+                                ))
+                            } else {
+                                check_id(&value).map(|()| args.id = Some(value))
+                            }
+                        }
                         "side_effect" => {
                             parse_side_effect(&value).map(|s| args.side_effect = Some(s))
                         }
@@ -213,10 +279,10 @@ impl Args {
                             "`fencing` takes no value: write `fencing` (leave it out for no \
                              fencing token)",
                         )),
-                        "id" | "name" => Err(syn::Error::new(
+                        "name" => Err(syn::Error::new(
                             key.span(),
-                            "give the lock id as the first argument, without a key: \
-                             #[pglock::advisory(\"billing.nightly\")]",
+                            "give the lock id as the first argument, without a key \
+                             (#[pglock::advisory(\"billing.nightly\")]), or as `id = …`",
                         )),
                         _ => Err(unknown(&key)),
                     };
@@ -248,6 +314,9 @@ fn example(key: &str) -> &'static str {
             "`label = \"worker-7\"` or any `&str`/`String` expression, such as \
                     `label = self.worker_id.as_str()`"
         }
+        "client" => "`client = db`, naming the `&tokio_postgres::Client` the body gets",
+        "on_lost" => "`on_lost = cancel`",
+        "id" => "`id = \"billing.nightly\"` or `id = <expression>`",
         _ => "`pool = &self.pool`, or any expression giving a pool or session",
     }
 }
@@ -302,6 +371,52 @@ fn parse_ident(value: &Expr, key: &str, what: &str) -> syn::Result<Ident> {
         value.span(),
         format!("`{key} = …` takes the name of {what}, such as `{key} = tx`"),
     ))
+}
+
+/// `Skip` or `Raise` written as a bare word.
+fn side_effect_word(expr: &Expr) -> Option<String> {
+    let Expr::Path(p) = expr else { return None };
+    let ident = p.path.get_ident()?.to_string();
+    (ident == "Skip" || ident == "Raise").then_some(ident)
+}
+
+/// `xact = tx` (a parameter) or `xact = self.tx` (a field of the receiver).
+fn parse_xact(value: &Expr) -> syn::Result<()> {
+    let mut e = value;
+    while let Expr::Field(f) = e {
+        e = &f.base;
+    }
+    match e {
+        Expr::Path(p)
+            if p.attrs.is_empty() && p.qself.is_none() && p.path.get_ident().is_some() =>
+        {
+            if !std::ptr::eq(e, value) && !p.path.is_ident("self") {
+                return Err(syn::Error::new(
+                    value.span(),
+                    "`xact = …` takes a parameter (`xact = tx`) or a field of `self` \
+                     (`xact = self.tx`)",
+                ));
+            }
+            Ok(())
+        }
+        _ => Err(syn::Error::new(
+            value.span(),
+            "`xact = …` takes the name of the transaction parameter (`xact = tx`) or a \
+             field of `self` (`xact = self.tx`)",
+        )),
+    }
+}
+
+fn parse_on_lost(value: &Expr) -> syn::Result<Option<Ident>> {
+    match parse_ident(value, "on_lost", "what to do") {
+        Ok(i) if i == "cancel" => Ok(Some(i)),
+        _ => Err(syn::Error::new(
+            value.span(),
+            "expected `on_lost = cancel` (drop the body when the lock is lost and return the \
+             lost error); without it the body runs on and can watch \
+             `pglock::held().unwrap().lost()`",
+        )),
+    }
 }
 
 fn parse_side_effect(value: &Expr) -> syn::Result<SideEffect> {
@@ -413,6 +528,16 @@ fn parse_duration_literal(lit: &LitStr, what: DurationArg) -> syn::Result<Timeou
             },
         ));
     }
+    if what == DurationArg::Lease && nanos < LEASE_FLOOR_NANOS {
+        return Err(syn::Error::new(
+            lit.span(),
+            format!(
+                "lease {text:?} is shorter than the 1s floor: renewed every third of its \
+                 time-to-live, a shorter lease can expire under ordinary load and leave the \
+                 body running without the lock; write `lease = \"1s\"` or more"
+            ),
+        ));
+    }
     Ok(Timeout::Literal {
         nanos: nanos as u64,
         span: lit.span(),
@@ -512,7 +637,11 @@ mod tests {
     #[test]
     fn arguments() {
         let args = Args::parse(quote!("a.b", timeout = "2s", shared, side_effect = Skip)).unwrap();
-        assert!(args.id.is_some() && args.shared && args.side_effect == Some(SideEffect::Skip));
+        assert!(
+            args.id.is_some()
+                && args.shared.is_some()
+                && args.side_effect == Some(SideEffect::Skip)
+        );
         assert!(Args::parse(quote!(shared, shared)).is_err());
         assert!(Args::parse(quote!(timeot = "2s")).is_err());
         assert!(Args::parse(quote!(side_effect = Return)).is_err());
@@ -524,6 +653,36 @@ mod tests {
         assert!(Args::parse(quote!(name)).unwrap().id.is_some());
         assert!(Args::parse(quote!(shared, sharde)).is_err());
         assert!(Args::parse(quote!()).unwrap().id.is_none());
+    }
+
+    #[test]
+    fn named_id_client_on_lost_crate() {
+        let args = Args::parse(quote!(
+            id = shared,
+            shared,
+            client = db,
+            on_lost = cancel,
+            crate = my_lock
+        ))
+        .unwrap();
+        assert!(args.id.is_some() && args.shared.is_some() && args.first_flag.is_none());
+        assert!(args.client.is_some() && args.on_lost_cancel.is_some() && args.krate.is_some());
+        assert!(Args::parse(quote!(shared)).unwrap().first_flag.is_some());
+        assert!(Args::parse(quote!("a", id = "b")).is_err());
+        assert!(Args::parse(quote!(id = "")).is_err());
+        assert!(Args::parse(quote!(on_lost = stop)).is_err());
+        assert!(Args::parse(quote!(client = self.db)).is_err());
+        assert!(Args::parse(quote!(crate = "pglock")).is_err());
+        assert!(Args::parse(quote!(Skip)).is_err());
+        assert!(Args::parse(quote!(xact = self.tx)).unwrap().xact.is_some());
+        assert!(Args::parse(quote!(xact = tx.inner)).is_err());
+        assert!(Args::parse(quote!(xact = f())).is_err());
+    }
+
+    #[test]
+    fn lease_floor() {
+        assert!(Args::parse(quote!(lease = "999ms")).is_err());
+        assert!(Args::parse(quote!(lease = "1s")).is_ok());
     }
 
     #[test]

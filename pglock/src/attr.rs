@@ -6,13 +6,18 @@
 //! return type pick the trait impl, so the return-type rules live here, as traits
 //! with `on_unimplemented` messages that say what to write instead.
 
-use std::future::Future;
-use std::sync::Arc;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio_postgres::Client;
 
 use crate::conn::{Session, Source};
 use crate::error::Error;
 use crate::guard::Guard;
-use crate::held::{self, HeldLock};
+use crate::held::{self, HeldLock, Loss};
 use crate::key::{LockId, LockKey};
 use crate::lock::Advisory;
 use crate::xact::InTransaction;
@@ -159,6 +164,63 @@ pub fn label<T: ToLabel + ?Sized>(label: &T) -> Arc<str> {
     label.to_label()
 }
 
+/// What `timeout = …` may evaluate to: a `Duration`, or an `Option<Duration>`
+/// where `None` means the default of the side effect (Raise: wait until granted;
+/// Skip: try once).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a lock timeout",
+    label = "expected a `std::time::Duration` or an `Option<Duration>` (`None`: the default)"
+)]
+pub trait ToTimeout {
+    /// The timeout, if any.
+    fn to_timeout(&self) -> Option<Duration>;
+}
+
+impl ToTimeout for Duration {
+    fn to_timeout(&self) -> Option<Duration> {
+        Some(*self)
+    }
+}
+
+impl ToTimeout for Option<Duration> {
+    fn to_timeout(&self) -> Option<Duration> {
+        *self
+    }
+}
+
+impl<T: ToTimeout + ?Sized> ToTimeout for &T {
+    fn to_timeout(&self) -> Option<Duration> {
+        (**self).to_timeout()
+    }
+}
+
+/// `timeout = …`: the lock with the timeout, or unchanged for `None`.
+pub fn timeout<T: ToTimeout + ?Sized>(lock: Advisory, timeout: &T) -> Advisory {
+    match timeout.to_timeout() {
+        Some(t) => lock.timeout(t),
+        None => lock,
+    }
+}
+
+/// The shortest `lease = …` the attribute accepts: renewed every third of its
+/// time-to-live, a one-second lease leaves a healthy process about 660 ms for a
+/// renewal's round trip and its scheduling delays; shorter leases expire under
+/// ordinary load and leave the body running without the lock.
+pub const LEASE_FLOOR: Duration = Duration::from_secs(1);
+
+/// The attribute's own checks of the lock, made before it is tried.
+fn check(lock: &Advisory) -> Result<(), Error> {
+    match lock.options.lease {
+        Some(ttl) if ttl < LEASE_FLOOR => Err(Error::invalid_argument(format!(
+            "#[pglock::advisory] lease {ttl:?} is shorter than the 1 s floor: an automatically \
+             renewed lease that short can expire under ordinary load and leave the body \
+             running without the lock; give `lease = …` at least 1 s"
+        ))
+        .with_lock(lock.id())),
+        _ => Ok(()),
+    }
+}
+
 /// What `pool = …` may evaluate to: a pool or a session, or a reference, `Arc` or
 /// `Box` of one.
 #[diagnostic::on_unimplemented(
@@ -257,35 +319,46 @@ impl<T: AsTransaction + ?Sized> AsTransaction for &mut T {
 }
 
 /// Raise: waits as the timeout says (without one, until granted).
-pub async fn acquire<S: AsSource + ?Sized>(
+pub async fn acquire<S: Source + ?Sized>(
     lock: &Advisory,
     source: Result<&S, Error>,
 ) -> Result<Guard, Error> {
-    lock.acquire(source?.as_source()).await
+    check(lock)?;
+    lock.acquire(source?).await
+}
+
+/// `pool = …` as a source: the one place its type is checked (a plain function
+/// call, so a value that is no source is reported once).
+pub fn source<S: AsSource + ?Sized>(source: Result<&S, Error>) -> Result<&S::Source, Error> {
+    source.map(AsSource::as_source)
 }
 
 /// Skip: one try, or waits at most the timeout when one is given.
-pub async fn try_acquire<S: AsSource + ?Sized>(
+pub async fn try_acquire<S: Source + ?Sized>(
     lock: &Advisory,
     source: Result<&S, Error>,
 ) -> Result<Option<Guard>, Error> {
-    lock.try_acquire(source?.as_source()).await
+    check(lock)?;
+    lock.try_acquire(source?).await
 }
 
 /// Raise, transaction-level.
-pub async fn acquire_in<T: AsTransaction + ?Sized>(lock: &Advisory, tx: &T) -> Result<(), Error> {
-    lock.clone().xact().acquire_in(tx.as_transaction()).await
+pub async fn acquire_in<T: InTransaction + ?Sized>(lock: &Advisory, tx: &T) -> Result<(), Error> {
+    lock.clone().xact().acquire_in(tx).await
+}
+
+/// `xact = …` as a transaction: the one place its type is checked (a plain
+/// function call, so a value that is no transaction is reported once).
+pub fn transaction<T: AsTransaction + ?Sized>(tx: &T) -> &T::Transaction {
+    tx.as_transaction()
 }
 
 /// Skip, transaction-level: `Ok(false)` when busy.
-pub async fn try_acquire_in<T: AsTransaction + ?Sized>(
+pub async fn try_acquire_in<T: InTransaction + ?Sized>(
     lock: &Advisory,
     tx: &T,
 ) -> Result<bool, Error> {
-    lock.clone()
-        .xact()
-        .try_acquire_in(tx.as_transaction())
-        .await
+    lock.clone().xact().try_acquire_in(tx).await
 }
 
 /// The return types of a Raise function: `Result<T, E>` with `E: From<pglock::Error>`.
@@ -335,8 +408,24 @@ pub trait SkipValue: Sized {
     fn after_release(self, released: Result<(), Error>) -> Self;
 }
 
+/// A `()`/`Option` Skip function cannot return an error: a connection error is
+/// logged and the call counts as not run, but a programming error (no default
+/// pool, a lease or label on a shared session, a lease under the floor, an empty
+/// name …) would then pass for a busy lock forever. It panics instead.
 fn log_not_run(lock: &LockId, error: Error) {
-    tracing::error!(lock = %lock, error = %error, "pglock: #[advisory] function not run: its lock could not be tried");
+    if error.is_misuse() || error.is_invalid_argument() {
+        panic!(
+            "#[pglock::advisory] function on lock {lock} cannot run, and never will as \
+             written: {error}. This is a programming error, not a busy lock (return a \
+             `Result` to receive it as an error instead of this panic)"
+        );
+    }
+    if error.is_lost() {
+        // `on_lost = cancel` stopped the body.
+        tracing::error!(lock = %lock, error = %error, "pglock: #[advisory] body stopped: its lock was lost");
+    } else {
+        tracing::error!(lock = %lock, error = %error, "pglock: #[advisory] function not run: its lock could not be tried");
+    }
 }
 
 fn log_release_error(released: Result<(), Error>) {
@@ -393,37 +482,193 @@ impl<T, E: From<Error>> SkipValue for Result<Option<T>, E> {
     }
 }
 
-/// Raise, session lock: runs `body` if the lock was acquired, then releases it
-/// (awaited, so the lock is free when the function returns) and hands back the
-/// body's value; otherwise `Err(E::from(error))` without polling `body`. If `body`
-/// panics or this future is dropped, the guard's `Drop` releases the lock. While
-/// `body` runs, [`pglock::held()`](crate::held()) describes the lock.
-pub async fn run_raise<R, F>(acquired: Result<Guard, Error>, body: F) -> R
-where
-    R: RaiseValue,
-    F: Future<Output = R>,
-{
-    let guard = match acquired {
-        Ok(guard) => guard,
-        Err(error) => return R::from_lock_error(error),
-    };
-    let output = held::scope(HeldLock::of(&guard), body).await;
-    output.after_release(guard.release().await)
+/// What `on_lost = …` says to do when the lock is lost while the body runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnLost {
+    /// Let the body run on; [`HeldLock::lost`] tells it, and a `Result` function
+    /// returns the lost error after the body (the default).
+    Continue,
+    /// Drop the body's future at once and return the lost error.
+    Cancel,
 }
 
-/// Skip, session lock: as [`run_raise`], but a busy lock gives the skipped value.
-pub async fn run_skip<R, F>(lock: &Advisory, acquired: Result<Option<Guard>, Error>, body: F) -> R
+/// The acquisition's outcome, kept in the function's frame while the body runs:
+/// the body may borrow the lock's connection from it (`client = …`).
+pub struct Held {
+    guard: Option<Guard>,
+    /// Why the lock was not acquired (`None` with no guard: busy, for Skip).
+    error: Mutex<Option<Error>>,
+    loss: Arc<Loss>,
+}
+
+impl Held {
+    /// Raise: the guard, or why there is none.
+    pub fn raise(acquired: Result<Guard, Error>) -> Held {
+        match acquired {
+            Ok(guard) => Held::new(Some(guard), None),
+            Err(e) => Held::new(None, Some(e)),
+        }
+    }
+
+    /// Skip: the guard, none (busy), or why there is none.
+    pub fn skip(acquired: Result<Option<Guard>, Error>) -> Held {
+        match acquired {
+            Ok(guard) => Held::new(guard, None),
+            Err(e) => Held::new(None, Some(e)),
+        }
+    }
+
+    fn new(guard: Option<Guard>, error: Option<Error>) -> Held {
+        Held {
+            guard,
+            error: Mutex::new(error),
+            loss: Loss::new(),
+        }
+    }
+
+    /// `client = …`: the lock's connection. The body runs only with the lock held.
+    pub fn client(&self) -> &Client {
+        self.guard
+            .as_ref()
+            .expect("the body of an attributed function runs only while its lock is held")
+            .client()
+    }
+
+    fn take_error(&self) -> Option<Error> {
+        self.error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+}
+
+/// Turns the body's value into the call's, given the release's outcome.
+type AfterRelease<R> = fn(R, Result<(), Error>) -> R;
+
+/// The body's value, and what to do with it once the lock is released.
+pub struct Finished<R> {
+    output: R,
+    /// `None`: there is no lock to release (not acquired, or lost and cancelled).
+    after_release: Option<AfterRelease<R>>,
+}
+
+/// Runs `body` with [`held()`](crate::held()) describing the lock, watching for its
+/// loss when asked ([`HeldLock::lost`]) or told (`on_lost = cancel`, which then
+/// drops `body` and returns the lost error).
+async fn body_phase<F: Future>(
+    guard: &Guard,
+    loss: &Arc<Loss>,
+    on_lost: OnLost,
+    body: F,
+) -> Result<F::Output, Error> {
+    let mut body = pin!(held::scope(HeldLock::of(guard, loss.clone()), body));
+    let mut watch = pin!(async {
+        if on_lost == OnLost::Continue {
+            loss.wanted().await;
+        }
+        guard.lost().await
+    });
+    let mut watching = true;
+    poll_fn(|cx| {
+        if let Poll::Ready(output) = body.as_mut().poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        if watching {
+            if let Poll::Ready(lost) = watch.as_mut().poll(cx) {
+                watching = false;
+                loss.set_lost(guard.id(), &lost);
+                if on_lost == OnLost::Cancel {
+                    tracing::warn!(error = %lost, "pglock: lock lost; #[advisory] body cancelled");
+                    return Poll::Ready(Err(lost));
+                }
+                tracing::warn!(error = %lost, "pglock: lock lost while the #[advisory] body runs");
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// What a function's return type makes of each outcome: the one place the return
+/// type is checked against the side effect (a plain function call, so a return
+/// type that does not fit is reported once), as plain function pointers, so that
+/// the async helpers need no bound on it.
+pub struct Outcomes<R> {
+    /// The lock was not acquired: busy (`None`, Skip only) or an error.
+    not_run: fn(&Advisory, Option<Error>) -> R,
+    after_release: AfterRelease<R>,
+}
+
+/// Raise: `Result<T, E>` with `E: From<pglock::Error>`.
+pub fn raise_outcomes<R: RaiseValue>() -> Outcomes<R> {
+    Outcomes {
+        not_run: |_, error| {
+            R::from_lock_error(error.expect("a Raise acquisition gives a guard or an error"))
+        },
+        after_release: R::after_release,
+    }
+}
+
+/// Skip: `()`, `Option<T>`, `Result<(), E>` or `Result<Option<T>, E>`.
+pub fn skip_outcomes<R: SkipValue>() -> Outcomes<R> {
+    Outcomes {
+        not_run: |lock, error| match error {
+            None => skipped(lock),
+            Some(error) => R::from_lock_error(lock.id(), error),
+        },
+        after_release: R::after_release,
+    }
+}
+
+/// Session lock: runs `body` if the lock was acquired and hands back its value
+/// for [`finish`]; otherwise the not-run value (`Err(E::from(error))`, or the
+/// skipped value) without polling `body`. If `body` panics or this future is
+/// dropped, the guard (in `held`, in the function's frame) is dropped and its
+/// `Drop` releases the lock.
+pub async fn run<R, F>(
+    lock: &Advisory,
+    held: &Held,
+    on_lost: OnLost,
+    outcomes: Outcomes<R>,
+    body: F,
+) -> Finished<R>
 where
-    R: SkipValue,
     F: Future<Output = R>,
 {
-    let guard = match acquired {
-        Ok(Some(guard)) => guard,
-        Ok(None) => return skipped(lock),
-        Err(error) => return R::from_lock_error(lock.id(), error),
+    let Some(guard) = &held.guard else {
+        return Finished {
+            output: (outcomes.not_run)(lock, held.take_error()),
+            after_release: None,
+        };
     };
-    let output = held::scope(HeldLock::of(&guard), body).await;
-    output.after_release(guard.release().await)
+    match body_phase(guard, &held.loss, on_lost, body).await {
+        Ok(output) => Finished {
+            output,
+            after_release: Some(outcomes.after_release),
+        },
+        Err(lost) => Finished {
+            output: (outcomes.not_run)(lock, Some(lost)),
+            after_release: None,
+        },
+    }
+}
+
+/// Releases the lock (awaited, so it is free when the function returns) and
+/// gives the body's value — turned into the release's error if the lock was lost.
+pub async fn finish<R>(mut held: Held, finished: Finished<R>) -> R {
+    match (held.guard.take(), finished.after_release) {
+        (Some(guard), Some(after_release)) => after_release(finished.output, guard.release().await),
+        // Lost and cancelled: dropping the guard queues what can still be done.
+        _ => finished.output,
+    }
+}
+
+impl Drop for Held {
+    /// The call is over (returned, panicked or dropped): a [`HeldLock::lost`]
+    /// still waiting in a task the body spawned hears that the lock is gone.
+    fn drop(&mut self) {
+        self.loss.set_ended();
+    }
 }
 
 /// Raise, transaction lock: `Some(value to return)` when the lock was not acquired.

@@ -12,6 +12,11 @@ static DEFAULT_POOL: OnceLock<Pool> = OnceLock::new();
 /// Installs the pool that `#[pglock::advisory]` functions without a `pool = …`
 /// argument lock through. Call it once at start-up.
 ///
+/// Without it, such a function never runs: a `Result` function returns a
+/// [misuse](Error::is_misuse) error, and a `side_effect = Skip` function returning
+/// `()` or `Option<T>` panics — a missing source is a programming error, never
+/// reported as a busy lock.
+///
 /// # Errors
 /// [`is_misuse`](Error::is_misuse) if a default pool is already installed.
 pub fn set_default_pool(pool: Pool) -> Result<(), Error> {

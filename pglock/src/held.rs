@@ -6,6 +6,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use tokio::sync::{watch, Notify};
+
+use crate::error::Error;
 use crate::guard::Guard;
 use crate::key::{LockId, LockKey, Mode};
 
@@ -45,9 +48,65 @@ pub(crate) fn scope<F: Future>(held: HeldLock, body: F) -> impl Future<Output = 
     HELD.scope(held, body)
 }
 
+/// What the body knows about the lock's fate, shared between the attributed call
+/// (which watches the guard) and every [`HeldLock`] of that call.
+pub(crate) struct Loss {
+    /// Set by [`HeldLock::lost`]: someone wants to hear of a loss, so the call
+    /// starts watching the guard (watching costs a check now and then, so it is
+    /// done only when asked).
+    wanted: Notify,
+    state: watch::Sender<State>,
+}
+
+/// The fate of the lock of one attributed call.
+#[derive(Clone)]
+enum State {
+    Held,
+    /// Lost while the body ran: why.
+    Lost(Arc<str>),
+    /// The call has returned: the lock was released (or never used again).
+    Ended,
+}
+
+impl Loss {
+    pub(crate) fn new() -> Arc<Loss> {
+        Arc::new(Loss {
+            wanted: Notify::new(),
+            state: watch::Sender::new(State::Held),
+        })
+    }
+
+    /// Completes when some [`HeldLock::lost`] is waiting (at once if one has been).
+    pub(crate) async fn wanted(&self) {
+        self.wanted.notified().await;
+    }
+
+    /// Records the loss the guard reported.
+    pub(crate) fn set_lost(&self, lock: &LockId, error: &Error) {
+        // `Guard::lost` says "advisory lock <id>: lock lost while held: <why>";
+        // keep the why, so that each `HeldLock::lost` builds the same error.
+        let text = error.to_string();
+        let prefix = format!("advisory lock {lock}: lock lost while held: ");
+        let why = text.strip_prefix(&prefix).unwrap_or(&text);
+        self.state.send_replace(State::Lost(Arc::from(why)));
+    }
+
+    /// Records the end of the call.
+    pub(crate) fn set_ended(&self) {
+        self.state.send_if_modified(|state| match state {
+            State::Held => {
+                *state = State::Ended;
+                true
+            }
+            _ => false,
+        });
+    }
+}
+
 /// A description of a held session lock, as [`held()`] gives it: cheap to clone
 /// (reference-counted strings and plain numbers), `Send + Sync`, and independent of
-/// the [`Guard`] that holds the lock, so it neither holds nor releases anything.
+/// the [`Guard`] that holds the lock, so it neither holds nor releases anything —
+/// but it can tell the body when the lock is [lost](HeldLock::lost).
 #[derive(Clone)]
 pub struct HeldLock {
     id: LockId,
@@ -58,10 +117,11 @@ pub struct HeldLock {
     lease_ttl: Option<Duration>,
     acquired_at: Instant,
     acquired_at_system: SystemTime,
+    loss: Arc<Loss>,
 }
 
 impl HeldLock {
-    pub(crate) fn of(guard: &Guard) -> HeldLock {
+    pub(crate) fn of(guard: &Guard, loss: Arc<Loss>) -> HeldLock {
         HeldLock {
             id: guard.id().clone(),
             mode: guard.mode(),
@@ -71,7 +131,60 @@ impl HeldLock {
             lease_ttl: guard.lease_ttl(),
             acquired_at: guard.acquired_at(),
             acquired_at_system: guard.acquired_at_system(),
+            loss,
         }
+    }
+
+    /// Completes, with an [`is_lost`](Error::is_lost) error, when the lock is lost
+    /// while the body runs — within the bound of [`Guard::lost`]: 20 ms after its
+    /// connection closes (backend terminated, server restarted, lease expired),
+    /// otherwise at the next active check ([`DEFAULT_CHECK_EVERY`](crate::DEFAULT_CHECK_EVERY),
+    /// none on a leased lock). Never completes while the lock is held and the call
+    /// runs. Once the attributed call has returned, the lock is no longer this
+    /// body's to hold: it completes at once, also with an `is_lost` error.
+    ///
+    /// The call starts watching its lock the first time this is awaited (watching
+    /// costs an `is_held` query every check interval), so a body that never asks
+    /// pays nothing. Race it against the critical section:
+    ///
+    /// ```no_run
+    /// # async fn write_batch() -> Result<(), pglock::Error> { Ok(()) }
+    /// #[pglock::advisory("ledger.compact", pool = pool)]
+    /// async fn compact(pool: &deadpool_postgres::Pool) -> Result<(), pglock::Error> {
+    ///     let lock = pglock::held().expect("inside an attributed body");
+    ///     tokio::select! {
+    ///         done = write_batch() => done,
+    ///         lost = lock.lost() => Err(lost), // stop writing: someone else may hold it now
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// `on_lost = cancel` on the attribute does this for the whole body.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only watches.
+    pub async fn lost(&self) -> Error {
+        self.loss.wanted.notify_one();
+        let mut state = self.loss.state.subscribe();
+        let why = match state
+            .wait_for(|s| !matches!(s, State::Held))
+            .await
+            .map(|s| s.clone())
+        {
+            Ok(State::Lost(why)) => why,
+            _ => Arc::from(
+                "the attributed call has returned, so its lock was released and is no \
+                 longer held for this body",
+            ),
+        };
+        Error::lost_while_held(&self.id, &why)
+    }
+
+    /// Whether a loss of the lock has been seen (by a [`lost`](HeldLock::lost)
+    /// watch or by `on_lost = cancel`), or the call has returned. No round trip:
+    /// `false` says only that no loss has been noticed yet.
+    pub fn is_lost(&self) -> bool {
+        !matches!(*self.loss.state.borrow(), State::Held)
     }
 
     /// The fencing token of this acquisition, for a lock taken with `fencing`

@@ -276,15 +276,18 @@ pub use tokio_postgres;
 ///
 /// | argument | meaning | default |
 /// |---|---|---|
-/// | `"name"` or an expression, first | the lock id: a name (`&str`, `String`), an `i64` key, an `(i32, i32)` pair or a [`LockKey`]; an expression may use the parameters and `self` (`format!("account:{id}")`, `self.name.as_str()`), and is borrowed, not moved | `concat!(module_path!(), "::", <function name>)` |
-/// | `timeout = "250ms"` | how long to wait: a literal with a unit (`ns`, `us`, `ms`, `s`, `m`, `h`; `"1.5s"`, `"1m30s"`), checked at compile time, or any `Duration` expression, evaluated at each call (`timeout = Duration::from_secs(n)`, `timeout = wait`) | Raise: wait until granted; Skip: try once |
-/// | `shared` | take the lock in shared mode: shared calls run together, an exclusive call waits for all of them (and they for it) | exclusive |
+/// | `"name"` or an expression, first (or `id = …` anywhere) | the lock id: a name (`&str`, `String`), an `i64` key, an `(i32, i32)` pair or a [`LockKey`]; an expression may use the parameters — also bindings of destructured ones (`Job { name, .. }: Job`) — and `self` (`format!("account:{id}")`, `self.name.as_str()`), and is borrowed, not moved. Write `id = shared` to lock on a parameter whose name is also a flag | [the default id](#the-default-id): free functions only |
+/// | `timeout = "250ms"` | how long to wait: a literal with a unit (`ns`, `us`, `ms`, `s`, `m`, `h`; `"1.5s"`, `"1m30s"`), checked at compile time, or any `Duration` or `Option<Duration>` expression, evaluated at each call (`timeout = Duration::from_secs(n)`, `timeout = config.lock_wait`); `None` means the default | Raise: wait until granted; Skip: try once |
+/// | `shared` | take the lock in shared mode: shared calls run together, an exclusive call waits for all of them (and they for it). Not with `fencing` (below) | exclusive |
 /// | `side_effect = Raise \| Skip` | what a busy lock does (below). `Return` has no meaning on a function and is a compile error | `Raise` |
 /// | `pool = <expr>` | where the session lock's connection comes from, evaluated at each call: a [`deadpool_postgres::Pool`] or a [`Session`], or a reference, `Arc` or `Box` of one (`pool = &self.pool`, `pool = db`) | the pool installed with [`set_default_pool`] |
-/// | `xact = <parameter>` | take a transaction-level lock in that parameter, a [`tokio_postgres::Transaction`] or [`deadpool_postgres::Transaction`] (by value or by reference); it is held until the transaction commits or rolls back, not until the function returns. Not with `pool`, `fencing`, `lease` or `label`: a transaction lock has no guard | a session lock |
-/// | `fencing` | issue a fencing token with each acquisition ([`Advisory::fencing`]), strictly greater than every token issued before for the lock; the body reads it with [`held()`]`.unwrap().fencing_token()` (below). Needs [`install_fencing`] once per database | no token |
-/// | `lease = "30s"` | take the lock with a lease ([`Advisory::lease`]) that renews itself ([`Advisory::auto_renew`]) every third of its time-to-live while the process runs; if the process hangs or its runtime freezes for the time-to-live, the *server* ends the lock's session and frees the lock, and the call then returns an error instead of `Ok`. A literal with a unit, checked at compile time, or any `Duration` expression, evaluated at each call. PostgreSQL 14 or later | no lease: held until the body returns or the connection dies |
-/// | `label = <expr>` | a holder label ([`Advisory::label`]): a `&str`/`String` expression (`label = "worker-7"`, `label = self.worker_id.as_str()`, `label = format!("host-{n}")`), evaluated at each call and borrowed; while the body runs, the lock's session shows it as its `application_name` ([`status`], `pg_stat_activity`, the not-acquired errors of others) | no label |
+/// | `xact = <parameter>` | take a transaction-level lock in that parameter (or a binding of a destructured one, or a field of `self`: `xact = self.tx`), a [`tokio_postgres::Transaction`] or [`deadpool_postgres::Transaction`] (by value or by reference); it is held until the transaction commits or rolls back, not until the function returns. Not with `pool`, `fencing`, `lease`, `label`, `client` or `on_lost`: a transaction lock has no guard | a session lock |
+/// | `fencing` | issue a fencing token with each acquisition ([`Advisory::fencing`]), strictly greater than every token issued before for the lock; the body reads it with [`held()`]`.unwrap().fencing_token()` (below). Needs [`install_fencing`] once per database. Refused with `shared` (a compile error): shared holders run at once and would each get a token, so storage that rejects lower tokens would reject a live holder | no token |
+/// | `lease = "30s"` | take the lock with a lease ([`Advisory::lease`]) that renews itself ([`Advisory::auto_renew`]) every third of its time-to-live while the process runs; if the process hangs or its runtime freezes for the time-to-live, the *server* ends the lock's session and frees the lock, and the call then returns an error instead of `Ok`. A literal with a unit, checked at compile time, or any `Duration` expression, evaluated at each call. At least **1 s** ([below](#leases)); PostgreSQL 14 or later; not through a shared [`Session`] | no lease: held until the body returns or the connection dies |
+/// | `label = <expr>` | a holder label ([`Advisory::label`]): a `&str`/`String` expression (`label = "worker-7"`, `label = self.worker_id.as_str()`, `label = format!("host-{n}")`), evaluated at each call and borrowed; while the body runs, the lock's session shows it as its `application_name` ([`status`], `pg_stat_activity`, the not-acquired errors of others) Not through a shared [`Session`] | no label |
+/// | `client = db` | bind the lock's own connection ([`Guard::client`]) in the body as `db: &tokio_postgres::Client`, so that a body that queries needs no second connection (a pool of one suffices). Leave it as you found it (no `SET`, no open transaction) | not bound |
+/// | `on_lost = cancel` | stop the body when the lock is lost: its future is dropped at once and the call returns the lost error ([below](#loss)) | the body runs on and can watch [`HeldLock::lost`] |
+/// | `crate = <path>` | where pglock is, for a renamed dependency (`my_lock = { package = "pglock", … }` → `crate = my_lock`) or a re-export (`crate = my_infra::pglock`) | `::pglock` |
 ///
 /// Unknown, duplicated or malformed arguments are compile errors that point at
 /// the offending token and say what is accepted.
@@ -338,23 +341,96 @@ pub use tokio_postgres;
 ///
 /// # The default id
 ///
-/// `concat!(module_path!(), "::", <function name>)`, e.g. `my_app::jobs::send_invoices`
-/// for `send_invoices` in module `jobs` of crate `my_app` (key
-/// `5126864360601373363`, see [`key_for`]). It is part of the stable contract:
-/// moving or renaming the function changes the lock, so a deployment that mixes
-/// old and new versions would not exclude itself — give an explicit id to functions
-/// that may move. Methods use their own name only, so two methods with the same
-/// name in one module (say `Billing::run` and `Shipping::run`) share a default id
-/// and exclude each other; give them their own ids:
-/// `#[pglock::advisory("my_app::Billing::run")]`.
+/// For a free function: `concat!(module_path!(), "::", <function name>)`, e.g.
+/// `my_app::jobs::send_invoices` for `send_invoices` in module `jobs` of crate
+/// `my_app` (key `5126864360601373363`, see [`key_for`]). It is part of the stable
+/// contract: moving or renaming the function changes the lock, so a deployment that
+/// mixes old and new versions would not exclude itself — give an explicit id to
+/// functions that may move.
+///
+/// Where the attribute cannot make the default tell two functions apart, it refuses
+/// to default, with a compile error that shows the attribute to write:
+///
+/// - **Methods** (taking `self` in any form), trait default methods included: the
+///   attribute sees the method, not its type, so `Billing::run` and
+///   `Shipping::run` — or one default method used by two impls — would share a
+///   lock. Write `#[pglock::advisory("my_app::Billing::run")]`, or an id from
+///   `self` (`#[pglock::advisory(self.job_name.as_str())]`).
+/// - **Generic functions** (type or const parameters, `impl Trait` arguments):
+///   every instance would share one lock. Write
+///   `#[pglock::advisory(concat!(module_path!(), "::f"))]` to share it on purpose,
+///   or an id per instance (`format!("f::{}", std::any::type_name::<T>())`).
+///
+/// Two cases it cannot see, so give them explicit ids yourself: an associated
+/// function without `self` (`impl Billing { async fn run(pool: &Pool) }`), which
+/// gets the free-function default `my_app::run`; and same-named functions nested
+/// in different functions of one module (`fn a() { async fn job() }` and
+/// `fn b() { async fn job() }`), which share `module_path!()::job`.
+///
+/// # Sources: exclusion, nesting and recursion
+///
+/// `pool = …` (or the default pool) is where the lock's connection comes from.
+/// Through every source the promise is the same — at most one call at a time
+/// holds an exclusive lock, across tasks of this process and across processes:
+///
+/// | source | how calls of this process exclude each other |
+/// |---|---|
+/// | a [`deadpool_postgres::Pool`] (also the default pool) | the pool's hold ledger admits one exclusive holder per key before a connection is checked out (so a waiting call does not hold a pooled connection); other processes through the server |
+/// | a [`Session`] shared by many calls | the session's hold ledger: a second call waits in the process for the first (PostgreSQL alone would stack both holds on the one session) |
+///
+/// A call whose task **already holds the same lock through the same source** —
+/// a nested call of another function with the same id, a recursive call, two calls
+/// joined in one task (`join!`) — would wait for itself. Without a timeout it fails
+/// at once with [`is_deadlock`](Error::is_deadlock) ("this task already holds the
+/// lock through the same source") instead of hanging; with a timeout it waits that
+/// long and fails with [`is_not_acquired`](Error::is_not_acquired). Run calls that
+/// should take turns in tasks of their own (`tokio::spawn`).
+///
+/// A shared [`Session`] refuses `lease = …` and `label = …` (they are settings of
+/// the server session that other calls share): the call fails with
+/// [`is_misuse`](Error::is_misuse) and the body does not run. Take leased or
+/// labelled locks through a pool.
+///
+/// # Loss
+///
+/// A lock is lost when its connection dies (backend terminated, server restarted,
+/// network failure, lease expired): the server frees it and another process may
+/// take it while the body still runs. The body can learn of it:
+///
+/// - [`held()`]`.unwrap().`[`lost()`](HeldLock::lost) completes with an
+///   [`is_lost`](Error::is_lost) error within the bound of [`Guard::lost`] (20 ms
+///   after the connection closes; otherwise at the next check, every
+///   [`DEFAULT_CHECK_EVERY`]). Race it with `tokio::select!` around the work that
+///   must not overlap another holder. The call starts watching only when a body
+///   first asks, so bodies that never ask pay nothing. [`HeldLock::is_lost`] says,
+///   without waiting, whether a loss has been seen.
+/// - `on_lost = cancel` watches for the whole body: on loss the body's future is
+///   dropped where it stands (at an `.await`) and the call returns the lost error
+///   (`()`/`Option` Skip functions log it and return `()`/`None`). The trade-off:
+///   the body must tolerate being stopped at any `.await` — as under any
+///   cancellation — and a watch runs alongside it (a liveness query every check
+///   interval on the lock's connection, none on a leased lock).
+///
+/// Either way a `Result` function whose body returns `Ok` returns the lost error
+/// instead: the release found the lock gone.
+///
+/// # Leases
+///
+/// `lease = …` must be at least **1 s**: a literal below it is a compile error, a
+/// `Duration` expression below it fails the call with
+/// [`is_invalid_argument`](Error::is_invalid_argument) before anything is sent.
+/// The lease renews itself every third of its time-to-live, so a 1 s lease leaves
+/// a healthy process about 660 ms for a renewal's round trip and its scheduling
+/// delays; shorter leases expire under ordinary load and leave the body running
+/// without the lock.
 ///
 /// # Busy locks and the return type
 ///
 /// | `side_effect` | the function must return | when the lock is busy | when the lock cannot be tried (no default pool, connection failed …) |
 /// |---|---|---|---|
 /// | `Raise` (default) | `Result<T, E>` with `E: From<pglock::Error>` | `Err(E::from(e))` with [`e.is_not_acquired()`](Error::is_not_acquired), after the timeout | `Err(E::from(e))` |
-/// | `Skip` | `()` | `()` | `()`, the error logged with `tracing` |
-/// | `Skip` | `Option<T>` | `None` | `None`, the error logged |
+/// | `Skip` | `()` | `()` | `()`, the error logged with `tracing`; a programming error [panics](#panics) |
+/// | `Skip` | `Option<T>` | `None` | `None`, the error logged; a programming error [panics](#panics) |
 /// | `Skip` | `Result<(), E>`, `E: From<pglock::Error>` | `Ok(())` | `Err(E::from(e))` |
 /// | `Skip` | `Result<Option<T>, E>`, `E: From<pglock::Error>` | `Ok(None)` | `Err(E::from(e))` |
 ///
@@ -414,15 +490,50 @@ pub use tokio_postgres;
 /// leaves the transaction usable. `fencing`, `lease = ttl` and `label = l` add
 /// `.fencing()`, `.lease(ttl).auto_renew()` and `.label(l)` to the builder; the
 /// body runs with [`held()`] describing `guard` (a tokio task-local scoped around
-/// the body's future). An `xact` body sets nothing: there `held()` answers as it
+/// the body's future), and `client = db` binds `let db = guard.client();` at its
+/// start. An `xact` body sets nothing: there `held()` answers as it
 /// does around the call.
 ///
 /// # Where it applies
 ///
-/// `async fn` only (a plain `fn` is a compile error): free functions, methods
-/// taking `&self`, `&mut self` or `self`, trait impl methods, generic functions and
-/// `impl Trait` arguments. The function's future is `Send` whenever the body's is,
-/// so it can be spawned on a multi-thread runtime.
+/// `async fn` only (a plain `fn`, a `fn` returning `impl Future` and a `const fn`
+/// are compile errors that say what to write): free functions, methods taking
+/// `&self`, `&mut self` or `self`, trait impl methods, generic functions and
+/// `impl Trait` arguments.
+///
+/// **Send.** The function's future is `Send` when the body's future is `Send`
+/// *and* its return type is: the body's value is kept across the release's
+/// `.await` (the call returns only after the release is confirmed). So return
+/// `Box<dyn Error + Send + Sync>`, not `Box<dyn Error>`, from a function you spawn.
+///
+/// **Attribute order.** Attributes expand from the top down, and each sees the
+/// function as the ones above it left it. Put `#[pglock::advisory]` **first**:
+///
+/// ```text
+/// #[pglock::advisory("jobs.report")] // first: sees the `async fn`
+/// #[tracing::instrument(err)]        // its span covers the acquisition too, so a
+///                                    // busy-lock error is recorded in it
+/// async fn report() -> Result<(), AppError> { … }
+///
+/// #[pglock::advisory("jobs.test", pool = pool)]
+/// #[tokio::test]                     // below: it still gets an `async fn`
+/// async fn a_test() { … }
+/// ```
+///
+/// Below `#[tracing::instrument]`, the span covers only the body, and a busy-lock
+/// or connection error is returned outside it. Below `#[tokio::test]` or
+/// `#[tokio::main]`, which turn the function into a plain `fn`, it is a compile
+/// error that says to move it up.
+///
+/// # Panics
+///
+/// A `side_effect = Skip` function returning `()` or `Option<T>` has no way to
+/// return an error, and a programming error must not pass for a busy lock: it
+/// panics, with a message that says what to fix, when the call cannot run as
+/// written — no default pool installed (and no `pool = …`), a `lease`/`label`
+/// through a shared [`Session`], a lease under the floor, an invalid lock name.
+/// Return `Result<(), E>` or `Result<Option<T>, E>` to receive these as errors
+/// instead. Connection errors are still logged and counted as not run.
 #[cfg(feature = "macros")]
 #[doc(inline)]
 pub use pglock_macros::advisory;

@@ -731,9 +731,19 @@ async fn default_pool_missing_then_installed() {
     let err = on_default_pool(&name, &observer).await.unwrap_err();
     assert!(err.is_misuse(), "{err}");
     assert!(err.to_string().contains("set_default_pool"), "{err}");
-    // Skip with `()`: not run, the error is logged.
-    let ran = AtomicBool::new(false);
-    on_default_pool_skip(&name, &ran).await;
+    // Skip with `()`: a missing source is a programming error, never "busy": the
+    // call panics and says what to do.
+    let ran = Arc::new(AtomicBool::new(false));
+    let (task_name, task_ran) = (name.clone(), ran.clone());
+    let panicked = tokio::spawn(async move { on_default_pool_skip(&task_name, &task_ran).await })
+        .await
+        .unwrap_err();
+    let message = panicked.into_panic();
+    let message = message
+        .downcast_ref::<String>()
+        .expect("a formatted panic message");
+    assert!(message.contains("set_default_pool"), "{message}");
+    assert!(message.contains("not a busy lock"), "{message}");
     assert!(!ran.load(Ordering::SeqCst));
 
     pglock::set_default_pool(pool(2).await).unwrap();
@@ -844,9 +854,9 @@ async fn nested_bodies_see_the_innermost_lock() {
     assert!(pglock::held().is_none());
 }
 
-/// Reports the pid holding `name` every 250 ms while the body sleeps 2 s,
-/// four times the lease.
-#[pglock::advisory(name, pool = pool, lease = "500ms")]
+/// Reports the pid holding `name` every 500 ms while the body sleeps 4 s,
+/// four times the lease (1 s, the attribute's floor).
+#[pglock::advisory(name, pool = pool, lease = "1s")]
 async fn leased(
     pool: &Pool,
     name: &str,
@@ -854,11 +864,11 @@ async fn leased(
 ) -> Result<Vec<Vec<i32>>, pglock::Error> {
     assert_eq!(
         pglock::held().unwrap().lease_ttl(),
-        Some(Duration::from_millis(500))
+        Some(Duration::from_secs(1))
     );
     let mut seen = Vec::new();
     for _ in 0..8 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         seen.push(holders(observer, name).await);
     }
     Ok(seen)
@@ -874,7 +884,7 @@ async fn a_lease_renews_itself_while_the_body_runs() {
     assert_eq!(pid.len(), 1, "held by one session: {seen:?}");
     assert!(
         seen.iter().all(|s| *s == pid),
-        "the same session held the lock for 2 s under a 500 ms lease: {seen:?}"
+        "the same session held the lock for 4 s under a 1 s lease: {seen:?}"
     );
     // Released on return (`Ok`: the release found the lock still held).
     assert!(lock_rows(&observer, &name).await.is_empty());
@@ -893,7 +903,7 @@ async fn a_lease_expires_on_the_server_when_the_process_freezes() {
     let pool = pool(2).await;
     let observer = connect().await;
     let name = unique_name("attr-lease-frozen");
-    let err = leased_and_frozen(&pool, &name, Duration::from_millis(500))
+    let err = leased_and_frozen(&pool, &name, Duration::from_secs(1))
         .await
         .unwrap_err();
     // The body's `Ok` became an error: the server ended the lock's session (its

@@ -155,7 +155,7 @@ async fn label_is_borrowed(name: String) -> Result<String, AppError> {
 }
 
 impl Service {
-    #[pglock::advisory(pool = &self.pool, label = self.label.as_str(), lease = "1m")]
+    #[pglock::advisory("ui::Service::labelled", pool = &self.pool, label = self.label.as_str(), lease = "1m")]
     pub async fn labelled(&self) -> Result<u32, AppError> {
         Ok(self.count)
     }
@@ -166,7 +166,8 @@ async fn impl_trait_return() -> Result<impl std::fmt::Display, AppError> {
     Ok(1)
 }
 
-#[pglock::advisory(pool = pool.as_ref())]
+// Generic: the id is explicit (the default would be shared by every instance).
+#[pglock::advisory(concat!(module_path!(), "::generic"), pool = pool.as_ref())]
 async fn generic<T: std::fmt::Debug + Send, P>(
     pool: P,
     items: Vec<T>,
@@ -204,23 +205,24 @@ pub struct Service {
 }
 
 impl Service {
-    #[pglock::advisory(pool = &self.pool)]
+    // Methods: the id is explicit (the attribute cannot see the type's name).
+    #[pglock::advisory("ui::Service::by_ref", pool = &self.pool)]
     pub async fn by_ref(&self) -> Result<u32, AppError> {
         Ok(self.count)
     }
 
-    #[pglock::advisory(pool = &self.pool, side_effect = Skip)]
+    #[pglock::advisory("ui::Service::by_mut", pool = &self.pool, side_effect = Skip)]
     pub async fn by_mut(&mut self) -> Option<u32> {
         self.count += 1;
         Some(self.count)
     }
 
-    #[pglock::advisory(pool = self.pool.clone())]
+    #[pglock::advisory(id = "ui::Service::by_value", pool = self.pool.clone())]
     pub async fn by_value(self) -> Result<Self, AppError> {
         Ok(self)
     }
 
-    #[pglock::advisory(pool = &self.pool)]
+    #[pglock::advisory(self.label.as_str(), pool = &self.pool)]
     pub async fn boxed(self: Box<Self>) -> Result<u32, AppError> {
         Ok(self.count)
     }
@@ -231,7 +233,7 @@ pub trait Job {
 }
 
 impl Job for Service {
-    #[pglock::advisory(pool = &self.pool)]
+    #[pglock::advisory("ui::Service::run", pool = &self.pool)]
     async fn run(&self) -> Result<(), AppError> {
         Ok(())
     }

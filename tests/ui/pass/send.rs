@@ -35,7 +35,7 @@ struct Worker {
 }
 
 impl Worker {
-    #[pglock::advisory(pool = &self.pool)]
+    #[pglock::advisory("ui::Ticker::tick", pool = &self.pool)]
     async fn tick(&mut self) -> Result<(), pglock::Error> {
         tokio::task::yield_now().await;
         Ok(())

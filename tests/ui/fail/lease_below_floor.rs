@@ -1,0 +1,6 @@
+#[pglock::advisory("job", lease = "2ms")]
+async fn job() -> Result<(), pglock::Error> {
+    Ok(())
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[pglock::advisory(Skip)]
+async fn job() {}
+
+fn main() {}
