@@ -171,6 +171,8 @@ mod key;
 mod lease;
 mod liveness;
 mod lock;
+#[cfg(feature = "schemes")]
+mod schemes;
 mod session;
 mod sql;
 mod xact;
