@@ -12,8 +12,10 @@
 //! the harness's own, never through pglock. Advisory locks are database-wide, so
 //! every test takes its names from [`unique_name`].
 
+mod python;
 mod relay;
 
+pub use python::{django_pglock_peer, DJANGO_PGLOCK_PACKAGES, DJANGO_PGLOCK_PEER};
 pub use relay::Relay;
 
 use std::path::PathBuf;
