@@ -161,6 +161,7 @@
 
 mod attr;
 mod conn;
+mod conninfo;
 mod defaults;
 mod error;
 mod fencing;
@@ -171,10 +172,13 @@ mod key;
 mod lease;
 mod liveness;
 mod lock;
+mod pool;
 #[cfg(feature = "schemes")]
 mod schemes;
 mod session;
 mod sql;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod xact;
 
 pub use defaults::{default_pool, set_default_pool};
@@ -186,6 +190,7 @@ pub use inspect::{release_all, status, LockHolder, LockStatus};
 pub use key::{key_for, LockId, LockKey};
 pub use liveness::{configure_keepalives, DEFAULT_CHECK_EVERY};
 pub use lock::{advisory, Advisory, Mode, Source};
+pub use pool::pool;
 pub use session::Session;
 pub use xact::{InTransaction, XactAdvisory};
 

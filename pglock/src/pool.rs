@@ -1,0 +1,78 @@
+//! A ready pool: [`pool(conninfo, max_size)`](pool()).
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+
+use crate::conninfo;
+use crate::error::Error;
+
+/// A `deadpool_postgres` pool of at most `max_size` connections for `conninfo` (a
+/// URL or a key=value string), every connection with pglock's dead-peer settings
+/// ([`configure_keepalives`](crate::configure_keepalives)).
+///
+/// TLS follows libpq's `sslmode` and `sslrootcert` in the string
+/// ([`tls::SslMode`](crate::tls::SslMode), default `prefer`) when the `tls` feature
+/// is on. Without it only `disable`, `allow` and `prefer` are accepted (they then
+/// connect without TLS); a mode that needs TLS is an
+/// [invalid-argument](Error::is_invalid_argument) error, never a silently plain
+/// connection. Nothing connects until the first `pool.get()`; connections are
+/// recycled with a quick check (`RecyclingMethod::Fast`). For other pool settings
+/// (`wait_timeout` …) build your own pool the same way.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), pglock::Error> {
+/// let pool = pglock::pool("postgres://app@db.internal/app?sslmode=prefer", 8)?;
+/// let guard = pglock::advisory("reindex").acquire(&pool).await?;
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
+pub fn pool(conninfo: &str, max_size: usize) -> Result<Pool, Error> {
+    let (mut config, params) = conninfo::parse(conninfo)?;
+    crate::liveness::configure_keepalives(&mut config);
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = manager(config, params, manager_config)?;
+    Pool::builder(manager)
+        .max_size(max_size)
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| Error::invalid_argument(format!("cannot build the pool: {e}")))
+}
+
+#[cfg(feature = "tls")]
+fn manager(
+    mut config: tokio_postgres::Config,
+    params: conninfo::SslParams,
+    manager_config: ManagerConfig,
+) -> Result<Manager, Error> {
+    use crate::tls::{SslMode, TlsOptions};
+    let tls = TlsOptions::from_params(params)?;
+    tls.apply(&mut config);
+    Ok(if tls.mode() == SslMode::Disable {
+        Manager::from_config(config, tokio_postgres::NoTls, manager_config)
+    } else {
+        Manager::from_config(config, tls.connector()?, manager_config)
+    })
+}
+
+#[cfg(not(feature = "tls"))]
+fn manager(
+    mut config: tokio_postgres::Config,
+    params: conninfo::SslParams,
+    manager_config: ManagerConfig,
+) -> Result<Manager, Error> {
+    match params.mode.as_deref() {
+        None | Some("disable" | "allow" | "prefer") => {}
+        Some(mode) => {
+            return Err(Error::invalid_argument(format!(
+                "sslmode={mode} needs TLS: enable pglock's `tls` feature"
+            )))
+        }
+    }
+    config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+    Ok(Manager::from_config(
+        config,
+        tokio_postgres::NoTls,
+        manager_config,
+    ))
+}
