@@ -3,13 +3,15 @@
 
 use std::time::Duration;
 
-use tokio_postgres::config::{Host, SslMode};
-use tokio_postgres::{Client, Config, NoTls};
+use pglock::tls::{RootCerts, SslMode, TlsOptions};
+use tokio_postgres::config::Host;
+use tokio_postgres::{Client, Config};
 
-/// Where the settings came from, for error messages.
+/// Where to connect, with which TLS, and where the settings came from.
 #[derive(Debug)]
 pub(crate) struct Settings {
     pub(crate) config: Config,
+    pub(crate) tls: TlsOptions,
     pub(crate) from: &'static str,
 }
 
@@ -17,35 +19,46 @@ pub(crate) struct Settings {
 /// `PG*` variables alone. As with libpq, the variables also fill in what a URL
 /// leaves out: `PGHOST` (default `localhost`), `PGPORT` (5432), `PGUSER` (the
 /// login name), `PGPASSWORD`, `PGDATABASE` (the user name), `PGAPPNAME`
-/// (`pglock`). `PGSSLMODE` and `sslmode=` may only ask for no TLS (`disable`,
-/// `allow`, `prefer`): this build has none.
+/// (`pglock`), `PGSSLMODE` (`prefer`) and `PGSSLROOTCERT`. `sslmode` has libpq's
+/// meaning, up to `verify-full` (pglock's `tls` feature).
 pub(crate) fn settings(url: Option<&str>) -> Result<Settings, String> {
-    let (mut config, from) = if let Some(url) = url {
-        (parse(url, "--url")?, "--url")
+    let parse = |url: &str, from: &str| {
+        TlsOptions::from_conninfo(url)
+            .map_err(|e| format!("{from} is not a valid connection string: {e}"))
+    };
+    let (mut config, mut tls, from, explicit_mode) = if let Some(url) = url {
+        let (config, tls) = parse(url, "--url")?;
+        (config, tls, "--url", url.contains("sslmode"))
     } else if let Some(url) = env("DATABASE_URL") {
-        (parse(&url, "DATABASE_URL")?, "DATABASE_URL")
+        let (config, tls) = parse(&url, "DATABASE_URL")?;
+        (config, tls, "DATABASE_URL", url.contains("sslmode"))
     } else {
+        (
+            Config::new(),
+            TlsOptions::default(),
+            "the PG* variables",
+            false,
+        )
+    };
+    if !explicit_mode {
         if let Some(mode) = env("PGSSLMODE") {
-            match mode.as_str() {
-                "disable" | "allow" | "prefer" => {}
-                "require" | "verify-ca" | "verify-full" => {
-                    return Err(format!(
-                        "PGSSLMODE={mode} asks for TLS, which this build of pglock does not \
-                         include; use PGSSLMODE=disable or prefer"
-                    ))
-                }
-                other => return Err(format!("PGSSLMODE={other:?} is not an sslmode")),
+            let mode: SslMode = mode.parse().map_err(|e| format!("PGSSLMODE: {e}"))?;
+            let roots = tls.roots().cloned();
+            tls = TlsOptions::new(mode);
+            if let Some(roots) = roots {
+                tls = tls.root_certs(roots);
             }
         }
-        (Config::new(), "the PG* variables")
-    };
-    if config.get_ssl_mode() == SslMode::Require {
-        return Err(format!(
-            "sslmode=require (in {from}) asks for TLS, which this build of pglock does not \
-             include; use sslmode=disable or prefer"
-        ));
     }
-    config.ssl_mode(SslMode::Disable);
+    if tls.roots().is_none() {
+        if let Some(root) = env("PGSSLROOTCERT") {
+            tls = tls.root_certs(if root == "system" {
+                RootCerts::System
+            } else {
+                RootCerts::File(root.into())
+            });
+        }
+    }
     if config.get_hosts().is_empty() {
         let hosts = env("PGHOST").unwrap_or_else(|| "localhost".to_string());
         for host in hosts.split(',') {
@@ -86,16 +99,11 @@ pub(crate) fn settings(url: Option<&str>) -> Result<Settings, String> {
         config.connect_timeout(Duration::from_secs(10));
     }
     pglock::configure_keepalives(&mut config);
-    Ok(Settings { config, from })
+    Ok(Settings { config, tls, from })
 }
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-fn parse(url: &str, from: &str) -> Result<Config, String> {
-    url.parse()
-        .map_err(|e| format!("{from} is not a valid connection string: {e}"))
 }
 
 impl Settings {
@@ -103,13 +111,8 @@ impl Settings {
     /// was tried (hosts, ports, user, database, where they came from), never the
     /// password.
     pub(crate) async fn connect(&self) -> Result<Client, String> {
-        match self.config.connect(NoTls).await {
-            Ok((client, connection)) => {
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-                Ok(client)
-            }
+        match self.tls.connect(&self.config).await {
+            Ok(client) => Ok(client),
             Err(e) => Err(format!(
                 "could not connect to {}: {}",
                 self.describe(),
@@ -139,7 +142,7 @@ impl Settings {
             })
             .collect();
         format!(
-            "{} as user {:?}, database {:?} (settings from {})",
+            "{} as user {:?}, database {:?} (sslmode {}, settings from {})",
             if hosts.is_empty() {
                 "localhost:5432".to_string()
             } else {
@@ -147,6 +150,7 @@ impl Settings {
             },
             self.config.get_user().unwrap_or("?"),
             self.config.get_dbname().unwrap_or("?"),
+            self.tls.mode(),
             self.from
         )
     }

@@ -32,8 +32,9 @@ pub(crate) const EXIT_LOST: u8 = 4;
     version,
     about = "PostgreSQL advisory locks from the command line: flock(1) for a fleet",
     after_help = "Connection: --url, else DATABASE_URL, else the libpq variables PGHOST, PGPORT, \
-                  PGUSER, PGPASSWORD, PGDATABASE, PGAPPNAME (PGSSLMODE: only disable, allow or \
-                  prefer; this build has no TLS).\n\n\
+                  PGUSER, PGPASSWORD, PGDATABASE, PGAPPNAME, PGSSLMODE (libpq's meaning: disable, \
+                  prefer (default), require, verify-ca, verify-full), PGSSLROOTCERT (a PEM file, \
+                  or system).\n\n\
                   Exit status: 0 success (run: the command's status); 1 lock busy (run: see -E), \
                   refused or not found; 2 usage error or invalid lock name; 3 database or connection error; 4 the lock \
                   was lost while the command ran; 126/127 the command could not be run; 128+N the \

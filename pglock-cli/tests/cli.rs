@@ -547,15 +547,81 @@ async fn unreachable_server_names_what_was_tried() {
     assert!(stderr.contains("pguser-from-env"), "{stderr}");
     assert!(stderr.contains("PG* variables"), "{stderr}");
 
+    // verify-full without root certificates (and no ~/.postgresql/root.crt).
     let out = Command::new(env!("CARGO_BIN_EXE_pglock"))
         .env_remove("DATABASE_URL")
+        .env("HOME", "/nonexistent")
         .env("PGSSLMODE", "verify-full")
         .args(["status"])
         .output()
         .await
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("TLS"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("sslrootcert"), "{stderr}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_pglock"))
+        .env_remove("DATABASE_URL")
+        .env("PGSSLMODE", "verify_full")
+        .args(["status"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("PGSSLMODE"), "{stderr}");
+}
+
+#[tokio::test]
+async fn tls_verify_full_against_a_tls_server() {
+    let certs = pglock_tests::TlsCerts::make();
+    let cluster = certs.cluster();
+    let base = format!(
+        "postgres://postgres@localhost:{}/postgres?hostaddr=127.0.0.1",
+        cluster.port()
+    );
+    let status = |url: String, envs: Vec<(&'static str, String)>| async move {
+        Command::new(env!("CARGO_BIN_EXE_pglock"))
+            .env_remove("PGSSLMODE")
+            .env_remove("PGSSLROOTCERT")
+            .envs(envs)
+            .args(["--url", &url, "status", "--json"])
+            .output()
+            .await
+            .unwrap()
+    };
+    let with = |ca: &str| format!("{base}&sslmode=verify-full&sslrootcert={}", certs.path(ca));
+
+    let ok = status(with("ca.pem"), vec![]).await;
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+    let json: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert!(json["locks"].is_array());
+
+    let bad = status(with("wrong-ca.pem"), vec![]).await;
+    assert_eq!(bad.status.code(), Some(3), "{bad:?}");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("invalid peer certificate"), "{stderr}");
+    assert!(stderr.contains("verify-full"), "{stderr}");
+
+    // The same through PGSSLMODE and PGSSLROOTCERT (the URL names no sslmode).
+    let env_ok = status(
+        base.clone(),
+        vec![
+            ("PGSSLMODE", "verify-full".to_string()),
+            ("PGSSLROOTCERT", certs.path("ca.pem")),
+        ],
+    )
+    .await;
+    assert_eq!(env_ok.status.code(), Some(0), "{env_ok:?}");
+    let env_bad = status(
+        base.clone(),
+        vec![
+            ("PGSSLMODE", "verify-full".to_string()),
+            ("PGSSLROOTCERT", certs.path("wrong-ca.pem")),
+        ],
+    )
+    .await;
+    assert_eq!(env_bad.status.code(), Some(3), "{env_bad:?}");
 }
 
 #[tokio::test]

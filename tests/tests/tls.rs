@@ -4,79 +4,8 @@
 //! a wrong root or a host the certificate does not name; `pglock::pool` and
 //! `Session::connect_tls` use it.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use pglock::tls::{RootCerts, SslMode, TlsOptions};
-use pglock_tests::{unique_name, Cluster};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-
-/// A CA certificate (PEM) and its issuer.
-fn ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    let key = KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    (cert.pem(), Issuer::new(params, key))
-}
-
-/// Certificates for one cluster: the server's (for `localhost` only), signed by
-/// `ca.pem`; and an unrelated `wrong-ca.pem`.
-struct Certs {
-    dir: PathBuf,
-}
-
-impl Certs {
-    fn make() -> Certs {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(unique_name("tls").replace(':', "_"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (ca_pem, issuer) = ca("pglock test CA");
-        let (wrong_pem, _) = ca("some other CA");
-        let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "localhost");
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        std::fs::write(dir.join("ca.pem"), ca_pem).unwrap();
-        std::fs::write(dir.join("wrong-ca.pem"), wrong_pem).unwrap();
-        std::fs::write(dir.join("server.crt"), cert.pem()).unwrap();
-        std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
-        // The server reads these as its own user, and wants the key private.
-        let run = |args: &[&str]| {
-            let ok = Command::new(args[0])
-                .args(&args[1..])
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            assert!(ok, "{args:?}");
-        };
-        let key_path = dir.join("server.key").display().to_string();
-        run(&["chmod", "600", &key_path]);
-        run(&["chmod", "755", &dir.display().to_string()]);
-        if Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        {
-            for f in ["server.crt", "server.key"] {
-                run(&["chown", "postgres", &dir.join(f).display().to_string()]);
-            }
-        }
-        Certs { dir }
-    }
-
-    fn path(&self, file: &str) -> String {
-        self.dir.join(file).display().to_string()
-    }
-}
-
-impl Drop for Certs {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use pglock_tests::{unique_name, Cluster, TlsCerts};
 
 /// A key=value connection string to the cluster: TLS name `host`, address
 /// 127.0.0.1.
@@ -114,15 +43,8 @@ async fn uses_tls(session: &pglock::Session) -> bool {
 
 #[tokio::test]
 async fn sslmodes_against_a_tls_server() {
-    let certs = Certs::make();
-    let cluster = match Cluster::start(&[
-        ("ssl", "on"),
-        ("ssl_cert_file", &certs.path("server.crt")),
-        ("ssl_key_file", &certs.path("server.key")),
-    ]) {
-        Ok(cluster) => cluster,
-        Err(e) => panic!("cannot start a TLS cluster: {e}"),
-    };
+    let certs = TlsCerts::make();
+    let cluster = certs.cluster();
     let ca = certs.path("ca.pem");
     let wrong = certs.path("wrong-ca.pem");
     let connect = |host: &str, tls: String| {
