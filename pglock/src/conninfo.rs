@@ -2,7 +2,7 @@
 //! libpq's values, where tokio-postgres parses only three) and `sslrootcert` are
 //! taken out before the rest is handed to `tokio_postgres::Config`.
 
-use crate::error::Error;
+use crate::Error;
 
 /// The TLS parameters found in a connection string.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

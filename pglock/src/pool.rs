@@ -3,7 +3,7 @@
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
 use crate::conninfo;
-use crate::error::Error;
+use crate::Error;
 
 /// A `deadpool_postgres` pool of at most `max_size` connections for `conninfo` (a
 /// URL or a key=value string), every connection with pglock's dead-peer settings
@@ -27,7 +27,7 @@ use crate::error::Error;
 /// ```
 pub fn pool(conninfo: &str, max_size: usize) -> Result<Pool, Error> {
     let (mut config, params) = conninfo::parse(conninfo)?;
-    crate::liveness::configure_keepalives(&mut config);
+    crate::configure_keepalives(&mut config);
     let manager_config = ManagerConfig {
         recycling_method: RecyclingMethod::Fast,
     };

@@ -24,8 +24,8 @@ use hkdf::Hkdf;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
-use crate::error::Error;
-use crate::key::LockKey;
+use crate::Error;
+use crate::LockKey;
 
 /// The HKDF `info` string of sqlx's `PgAdvisoryLock::new`.
 const SQLX_INFO: &[u8] = b"SQLx (Rust) Postgres advisory lock";

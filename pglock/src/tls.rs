@@ -14,8 +14,8 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::conninfo;
-use crate::error::Error;
-use crate::session::Session;
+use crate::Error;
+use crate::Session;
 
 /// libpq's `sslmode`: whether to use TLS and what to check.
 ///
@@ -317,7 +317,7 @@ impl Session {
     /// Cancel-safe: dropping the future drops the half-made connection.
     pub async fn connect_tls(conninfo: &str) -> Result<Session, Error> {
         let (mut config, tls) = TlsOptions::from_conninfo(conninfo)?;
-        crate::liveness::configure_keepalives(&mut config);
+        crate::configure_keepalives(&mut config);
         Ok(Session::new(tls.connect(&config).await?))
     }
 }
