@@ -161,7 +161,6 @@
 
 mod attr;
 mod conn;
-mod conninfo;
 mod defaults;
 mod error;
 mod fencing;
@@ -172,13 +171,8 @@ mod key;
 mod lease;
 mod liveness;
 mod lock;
-mod pool;
-#[cfg(feature = "schemes")]
-mod schemes;
 mod session;
 mod sql;
-#[cfg(feature = "tls")]
-pub mod tls;
 mod xact;
 
 pub use defaults::{default_pool, set_default_pool};
@@ -190,7 +184,6 @@ pub use inspect::{release_all, status, LockHolder, LockStatus};
 pub use key::{key_for, LockId, LockKey};
 pub use liveness::{configure_keepalives, DEFAULT_CHECK_EVERY};
 pub use lock::{advisory, Advisory, Mode, Source};
-pub use pool::pool;
 pub use session::Session;
 pub use xact::{InTransaction, XactAdvisory};
 
@@ -396,3 +389,14 @@ pub mod __private {
     pub use crate::attr::*;
     pub use crate::defaults::require_default_pool;
 }
+
+// Key schemes of other libraries, connection strings with libpq's TLS
+// parameters, TLS (feature `tls`) and the pool helper.
+mod conninfo;
+mod pool;
+#[cfg(feature = "schemes")]
+mod schemes;
+#[cfg(feature = "tls")]
+pub mod tls;
+
+pub use pool::pool;
