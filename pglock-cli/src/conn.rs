@@ -121,6 +121,28 @@ impl Settings {
         }
     }
 
+    /// A pool of at most `max_size` connections, with one connection made (and
+    /// kept) now, so that a server that does not answer is reported here, with
+    /// what was tried.
+    pub(crate) async fn pool(
+        &self,
+        max_size: usize,
+    ) -> Result<pglock::deadpool_postgres::Pool, String> {
+        let pool = pglock::pool_with_tls(self.config.clone(), &self.tls, max_size)
+            .map_err(|e| format!("{}: {}", self.describe(), with_causes(&e)))?;
+        match pool.get().await {
+            Ok(connection) => drop(connection),
+            Err(e) => {
+                return Err(format!(
+                    "could not connect to {}: {}",
+                    self.describe(),
+                    with_causes(&e)
+                ))
+            }
+        }
+        Ok(pool)
+    }
+
     /// `host:port` list, user and database, and their source.
     pub(crate) fn describe(&self) -> String {
         let ports = self.config.get_ports();

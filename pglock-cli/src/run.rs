@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use pglock::{LockId, Session};
+use pglock::LockId;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::time::{sleep_until, Instant};
 
@@ -91,14 +91,15 @@ pub(crate) async fn run(url: Option<&str>, args: RunArgs) -> u8 {
             return EXIT_DB;
         }
     };
-    let client = match settings.connect().await {
-        Ok(client) => client,
+    // A pool of one connection: leases and labels are per-session settings, which
+    // pglock applies to a connection of the lock's own.
+    let pool = match settings.pool(1).await {
+        Ok(pool) => pool,
         Err(e) => {
             eprintln!("pglock: {e}");
             return EXIT_DB;
         }
     };
-    let session = Session::new(client);
 
     let mut lock = pglock::advisory(id);
     if args.shared {
@@ -118,7 +119,7 @@ pub(crate) async fn run(url: Option<&str>, args: RunArgs) -> u8 {
 
     // Interrupted while waiting: nothing ran; the wait ends with the connection.
     let acquired = tokio::select! {
-        acquired = lock.acquire(&session) => acquired,
+        acquired = lock.acquire(&pool) => acquired,
         _ = sigint.recv() => return 128 + Signal::SIGINT as u8,
         _ = sigterm.recv() => return 128 + Signal::SIGTERM as u8,
     };

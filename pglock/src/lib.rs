@@ -400,3 +400,5 @@ mod schemes;
 pub mod tls;
 
 pub use pool::pool;
+#[cfg(feature = "tls")]
+pub use pool::pool_with_tls;

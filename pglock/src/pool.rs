@@ -26,53 +26,71 @@ use crate::Error;
 /// # Ok(()) }
 /// ```
 pub fn pool(conninfo: &str, max_size: usize) -> Result<Pool, Error> {
-    let (mut config, params) = conninfo::parse(conninfo)?;
+    let (config, params) = conninfo::parse(conninfo)?;
+    #[cfg(feature = "tls")]
+    {
+        let tls = crate::tls::TlsOptions::from_params(params)?;
+        pool_with_tls(config, &tls, max_size)
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let mut config = config;
+        match params.mode.as_deref() {
+            None | Some("disable" | "allow" | "prefer") => {}
+            Some(mode) => {
+                return Err(Error::invalid_argument(format!(
+                    "sslmode={mode} needs TLS: enable pglock's `tls` feature"
+                )))
+            }
+        }
+        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        crate::configure_keepalives(&mut config);
+        build(
+            Manager::from_config(config, tokio_postgres::NoTls, manager_config()),
+            max_size,
+        )
+    }
+}
+
+/// Like [`pool()`], from a driver configuration you assembled and
+/// [`TlsOptions`](crate::tls::TlsOptions) (feature `tls`). The configuration gets
+/// pglock's keepalives and the options' TLS switch.
+///
+/// ```no_run
+/// use pglock::tls::{RootCerts, SslMode, TlsOptions};
+/// # fn demo() -> Result<(), pglock::Error> {
+/// let mut config = tokio_postgres::Config::new();
+/// config.host("db.internal").user("app").dbname("app");
+/// let tls = TlsOptions::new(SslMode::VerifyFull).root_certs(RootCerts::System);
+/// let pool = pglock::pool_with_tls(config, &tls, 8)?;
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "tls")]
+pub fn pool_with_tls(
+    mut config: tokio_postgres::Config,
+    tls: &crate::tls::TlsOptions,
+    max_size: usize,
+) -> Result<Pool, Error> {
     crate::configure_keepalives(&mut config);
-    let manager_config = ManagerConfig {
-        recycling_method: RecyclingMethod::Fast,
+    tls.apply(&mut config);
+    let manager = if tls.mode() == crate::tls::SslMode::Disable {
+        Manager::from_config(config, tokio_postgres::NoTls, manager_config())
+    } else {
+        Manager::from_config(config, tls.connector()?, manager_config())
     };
-    let manager = manager(config, params, manager_config)?;
+    build(manager, max_size)
+}
+
+fn manager_config() -> ManagerConfig {
+    ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    }
+}
+
+fn build(manager: Manager, max_size: usize) -> Result<Pool, Error> {
     Pool::builder(manager)
         .max_size(max_size)
         .runtime(Runtime::Tokio1)
         .build()
         .map_err(|e| Error::invalid_argument(format!("cannot build the pool: {e}")))
-}
-
-#[cfg(feature = "tls")]
-fn manager(
-    mut config: tokio_postgres::Config,
-    params: conninfo::SslParams,
-    manager_config: ManagerConfig,
-) -> Result<Manager, Error> {
-    use crate::tls::{SslMode, TlsOptions};
-    let tls = TlsOptions::from_params(params)?;
-    tls.apply(&mut config);
-    Ok(if tls.mode() == SslMode::Disable {
-        Manager::from_config(config, tokio_postgres::NoTls, manager_config)
-    } else {
-        Manager::from_config(config, tls.connector()?, manager_config)
-    })
-}
-
-#[cfg(not(feature = "tls"))]
-fn manager(
-    mut config: tokio_postgres::Config,
-    params: conninfo::SslParams,
-    manager_config: ManagerConfig,
-) -> Result<Manager, Error> {
-    match params.mode.as_deref() {
-        None | Some("disable" | "allow" | "prefer") => {}
-        Some(mode) => {
-            return Err(Error::invalid_argument(format!(
-                "sslmode={mode} needs TLS: enable pglock's `tls` feature"
-            )))
-        }
-    }
-    config.ssl_mode(tokio_postgres::config::SslMode::Disable);
-    Ok(Manager::from_config(
-        config,
-        tokio_postgres::NoTls,
-        manager_config,
-    ))
 }
