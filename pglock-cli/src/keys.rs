@@ -75,15 +75,15 @@ pub(crate) fn print_key(name: &str, scheme: &SchemeArgs) -> u8 {
         LockKey::Big(_) => "bigint",
         LockKey::Pair(..) => "two integers",
     };
-    println!("name:     {name}");
-    println!("scheme:   {}", scheme.scheme.describe());
-    println!("key:      {key} ({form})");
-    println!("pg_locks: classid = {classid}, objid = {objid}, objsubid = {objsubid}");
-    println!(
+    out!("name:     {name}");
+    out!("scheme:   {}", scheme.scheme.describe());
+    out!("key:      {key} ({form})");
+    out!("pg_locks: classid = {classid}, objid = {objid}, objsubid = {objsubid}");
+    out!(
         "find:     SELECT pid, mode, granted FROM pg_catalog.pg_locks WHERE {};",
         pg_locks_filter(key)
     );
-    println!(
+    out!(
         "lock:     SELECT pg_catalog.pg_advisory_lock({});",
         sql_args(key)
     );

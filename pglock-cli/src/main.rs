@@ -9,6 +9,12 @@
 //! Connection settings: `--url`, else `DATABASE_URL`, else libpq's `PG*`
 //! variables. Exit codes are listed in `pglock --help`.
 
+/// `println!` for results: when stdout is a closed pipe (`pglock status | head`)
+/// pglock ends quietly with status 141, as a process killed by SIGPIPE would.
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::write_out(format_args!($($arg)*)) };
+}
+
 mod conn;
 mod keys;
 mod release;
@@ -38,7 +44,8 @@ pub(crate) const EXIT_LOST: u8 = 4;
                   Exit status: 0 success (run: the command's status); 1 lock busy (run: see -E), \
                   refused or not found; 2 usage error or invalid lock name; 3 database or connection error; 4 the lock \
                   was lost while the command ran; 126/127 the command could not be run; 128+N the \
-                  command (or pglock while waiting) was ended by signal N."
+                  command (or pglock while waiting) was ended by signal N (141: stdout was a closed \
+                  pipe)."
 )]
 struct Cli {
     /// Connection URL or libpq key=value string (default: DATABASE_URL, else PG* variables).
@@ -107,6 +114,23 @@ fn main() -> ExitCode {
     // Tasks still running (a lease renewer, the connection) end with the runtime.
     runtime.shutdown_timeout(Duration::from_millis(100));
     ExitCode::from(code)
+}
+
+/// Writes one line of results to stdout (see `out!`).
+pub(crate) fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout
+        .write_fmt(args)
+        .and_then(|()| stdout.write_all(b"\n"))
+        .and_then(|()| stdout.flush());
+    if let Err(e) = written {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("pglock: cannot write the output: {e}");
+        std::process::exit(1);
+    }
 }
 
 /// Parses a duration: a number of seconds (`1.5`) or a number with a unit

@@ -82,7 +82,7 @@ pub(crate) async fn release(url: Option<&str>, args: ReleaseArgs) -> u8 {
         .await
     {
         Ok(row) if row.get::<_, bool>(0) => {
-            println!("terminated {what}");
+            out!("terminated {what}");
             0
         }
         Ok(_) => {

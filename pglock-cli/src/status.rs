@@ -147,7 +147,7 @@ pub(crate) async fn status(url: Option<&str>, args: StatusArgs) -> u8 {
         }
     }
     if args.json {
-        println!("{}", to_json(&locks, &names));
+        out!("{}", to_json(&locks, &names));
     } else {
         print_table(&locks, &names);
     }
@@ -206,7 +206,7 @@ fn to_json(locks: &[(LockKey, Vec<Entry>)], names: &HashMap<LockKey, String>) ->
 
 fn print_table(locks: &[(LockKey, Vec<Entry>)], names: &HashMap<LockKey, String>) {
     if locks.is_empty() {
-        println!("no advisory locks held or awaited");
+        out!("no advisory locks held or awaited");
         return;
     }
     let header = [
@@ -267,7 +267,7 @@ fn print_table(locks: &[(LockKey, Vec<Entry>)], names: &HashMap<LockKey, String>
             .zip(widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", parts.join("  ").trim_end());
+        out!("{}", parts.join("  ").trim_end());
     };
     line(header.to_vec());
     for row in &rows {

@@ -649,3 +649,24 @@ async fn pg_variables_connect() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(json["locks"].is_array());
 }
+
+#[tokio::test]
+async fn a_closed_stdout_pipe_ends_quietly() {
+    // The reader closes its end at once, so pglock's write meets EPIPE.
+    let script = format!(
+        "'{}' key billing.nightly | (exec 0<&-; sleep 0.5); echo \"${{PIPESTATUS[0]:-?}}\"",
+        env!("CARGO_BIN_EXE_pglock")
+    );
+    let out = Command::new("bash")
+        .args(["-c", &script])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let status = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        status == "141" || status == "0",
+        "pglock exited {status}: {stderr}"
+    );
+}
