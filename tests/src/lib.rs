@@ -12,12 +12,8 @@
 //! the harness's own, never through pglock. Advisory locks are database-wide, so
 //! every test takes its names from [`unique_name`].
 
-mod certs;
-mod python;
 mod relay;
 
-pub use certs::TlsCerts;
-pub use python::{django_pglock_peer, DJANGO_PGLOCK_PACKAGES, DJANGO_PGLOCK_PEER};
 pub use relay::Relay;
 
 use std::path::PathBuf;
@@ -446,3 +442,10 @@ fn run(cmd: &mut Command) -> Result<(), String> {
         ))
     }
 }
+
+// TLS test certificates and the django-pglock peer.
+mod certs;
+mod python;
+
+pub use certs::TlsCerts;
+pub use python::{django_pglock_peer, DJANGO_PGLOCK_PACKAGES, DJANGO_PGLOCK_PEER};
