@@ -544,3 +544,16 @@ pub mod __private {
     pub use crate::attr::*;
     pub use crate::defaults::require_default_pool;
 }
+
+// Key schemes of other libraries, connection strings with libpq's TLS
+// parameters, TLS (feature `tls`) and the pool helper.
+mod conninfo;
+mod pool;
+#[cfg(feature = "schemes")]
+mod schemes;
+#[cfg(feature = "tls")]
+pub mod tls;
+
+pub use pool::pool;
+#[cfg(feature = "tls")]
+pub use pool::pool_with_tls;

@@ -134,6 +134,13 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
+// TLS test certificates and the django-pglock peer.
+mod certs;
+mod python;
+
+pub use certs::TlsCerts;
+pub use python::{django_pglock_peer, DJANGO_PGLOCK_PACKAGES, DJANGO_PGLOCK_PEER};
+
 /// One row of `pg_locks` for an advisory key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LockRow {
