@@ -184,6 +184,11 @@
 //! | introspection | [`status`], [`release_all`] |
 //! | loss, leases, fencing, labels | [`Guard::lost`], [`Advisory::lease`], [`Advisory::fencing`], [`Advisory::label`] |
 //! | default pool for the attribute | [`set_default_pool`] |
+//! | poolers | [`Advisory::pooler_safe`], [`Error::is_transaction_pooler`] |
+//! | standbys, failover | [`Error::is_standby`], [`fencing_token_parts`] |
+//! | names on the server, listing | [`install_registry`], [`locks`], [`LockFilter`] |
+//! | other libraries' keys (feature `schemes`) | `LockKey::sqlx`, `LockKey::django_pglock`, `LockKey::distributed_lock`, `LockKey::with_advisory_lock` |
+//! | pools with pglock's settings; TLS (feature `tls`) | [`pool()`], `pool_with_tls`, `Session::connect_tls` |
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
@@ -192,7 +197,16 @@
 mod error;
 mod keepalive;
 mod key;
+#[cfg(feature = "schemes")]
+mod schemes;
 mod sql;
+
+// Connecting: connection strings with libpq's TLS parameters, TLS (feature
+// `tls`), the pool helper.
+mod conninfo;
+mod pool;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 mod conn;
 
@@ -225,6 +239,9 @@ pub use keepalive::configure_keepalives;
 pub use key::{key_for, LockId, LockKey, Mode};
 pub use listing::{locks, ListedLock, LockFilter, DIRECTORY_SEPARATORS};
 pub use lock::{advisory, Advisory};
+pub use pool::pool;
+#[cfg(feature = "tls")]
+pub use pool::pool_with_tls;
 pub use registry::{
     disable_registry, enable_registry, install_registry, prune_registry, register,
     registry_enabled, REGISTRY_MEMORY, REGISTRY_SCHEMA,
@@ -544,16 +561,3 @@ pub mod __private {
     pub use crate::attr::*;
     pub use crate::defaults::require_default_pool;
 }
-
-// Key schemes of other libraries, connection strings with libpq's TLS
-// parameters, TLS (feature `tls`) and the pool helper.
-mod conninfo;
-mod pool;
-#[cfg(feature = "schemes")]
-mod schemes;
-#[cfg(feature = "tls")]
-pub mod tls;
-
-pub use pool::pool;
-#[cfg(feature = "tls")]
-pub use pool::pool_with_tls;

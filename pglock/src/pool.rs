@@ -10,7 +10,7 @@ use crate::Error;
 /// ([`configure_keepalives`](crate::configure_keepalives)).
 ///
 /// TLS follows libpq's `sslmode` and `sslrootcert` in the string
-/// ([`tls::SslMode`](crate::tls::SslMode), default `prefer`) when the `tls` feature
+/// (`tls::SslMode`, default `prefer`) when the `tls` feature
 /// is on. Without it only `disable`, `allow` and `prefer` are accepted (they then
 /// connect without TLS); a mode that needs TLS is an
 /// [invalid-argument](Error::is_invalid_argument) error, never a silently plain
