@@ -201,7 +201,10 @@ impl TlsOptions {
         let config = if !verify_chain {
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Unverified { provider }))
+                .with_custom_certificate_verifier(Arc::new(Custom {
+                    roots: None,
+                    provider,
+                }))
                 .with_no_client_auth()
         } else {
             let roots = Arc::new(self.load_roots()?);
@@ -214,7 +217,10 @@ impl TlsOptions {
             } else {
                 builder
                     .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(ChainOnly { roots, provider }))
+                    .with_custom_certificate_verifier(Arc::new(Custom {
+                        roots: Some(roots),
+                        provider,
+                    }))
                     .with_no_client_auth()
             }
         };
@@ -317,73 +323,41 @@ impl Session {
     /// Cancel-safe: dropping the future drops the half-made connection.
     pub async fn connect_tls(conninfo: &str) -> Result<Session, Error> {
         let (mut config, tls) = TlsOptions::from_conninfo(conninfo)?;
-        crate::configure_keepalives(&mut config);
-        Ok(Session::new(tls.connect(&config).await?))
+        crate::keepalive::configure_client_keepalives(&mut config);
+        tls.apply(&mut config);
+        let connector = tls.connector()?;
+        let plain = tls.mode == SslMode::Disable;
+        Session::establish(config, move |config| {
+            let connector = connector.clone();
+            async move {
+                Ok(match plain {
+                    true => {
+                        let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+                        (client, Box::pin(connection) as crate::conn::Driver)
+                    }
+                    false => {
+                        let (client, connection) = config.connect(connector).await?;
+                        (client, Box::pin(connection) as crate::conn::Driver)
+                    }
+                })
+            }
+        })
+        .await
     }
 }
 
-/// `prefer` and `require`: encrypted, unauthenticated (libpq's meaning). The
-/// handshake signatures are still checked.
+/// The certificate checks libpq makes and rustls's ready verifiers do not: without
+/// roots (`prefer`, `require`) encrypted but unauthenticated, libpq's meaning;
+/// with roots (`verify-ca`, `require` given a root file) the chain must end at a
+/// trusted root, but the name is not checked. The handshake signatures are always
+/// checked.
 #[derive(Debug)]
-struct Unverified {
+struct Custom {
+    roots: Option<Arc<RootCertStore>>,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// `verify-ca`: the chain must end at a trusted root; the name is not checked.
-#[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Custom {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -392,14 +366,16 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
+        if let Some(roots) = &self.roots {
+            let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                self.provider.signature_verification_algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 

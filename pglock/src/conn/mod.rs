@@ -20,6 +20,7 @@ use std::future::Future;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{CancelToken, Row, Statement};
 
+pub(crate) use session::Driver;
 pub use session::Session;
 pub use source::{Borrowable, Source};
 

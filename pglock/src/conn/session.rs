@@ -14,6 +14,10 @@ use crate::error::Error;
 use crate::key::{LockId, Mode};
 use crate::sql;
 
+/// A connection's I/O, driven on a task of the session's own.
+pub(crate) type Driver =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send>>;
+
 /// How long a session retries an unlock that failed (an aborted transaction left
 /// open on it) before it closes its connection, when it drives that connection.
 const OWED_UNLOCK_GRACE: Duration = Duration::from_secs(5);
@@ -118,10 +122,27 @@ impl Session {
         let mut config: tokio_postgres::Config = config
             .parse()
             .map_err(|e| Error::invalid_argument(format!("invalid connection string: {e}")))?;
-        // The server side's keepalive settings are SET once connected rather than
-        // sent as startup `options`, which proxies such as PgBouncer refuse.
         crate::keepalive::configure_client_keepalives(&mut config);
-        let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+        Session::establish(config, |config| async move {
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+            Ok((client, Box::pin(connection) as Driver))
+        })
+        .await
+    }
+
+    /// Connects with `connect`, drives the connection on a spawned task (so that
+    /// the session can close it), sets the server side's keepalives — with `SET`
+    /// once connected rather than as startup `options`, which proxies such as
+    /// PgBouncer refuse — and checks for a transaction pooler.
+    pub(crate) async fn establish<C, F>(
+        config: tokio_postgres::Config,
+        connect: C,
+    ) -> Result<Session, Error>
+    where
+        C: Fn(tokio_postgres::Config) -> F,
+        F: std::future::Future<Output = Result<(Client, Driver), Error>>,
+    {
+        let (client, connection) = connect(config.clone()).await?;
         let driver = tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %crate::error::describe(&e), "pglock: session connection ended with an error");
@@ -131,27 +152,26 @@ impl Session {
             .batch_execute(&crate::keepalive::server_keepalives_sql())
             .await?;
         let session = Session::with(Owned::Plain(client), Some(driver.abort_handle()));
-        session.probe(&config).await;
+        // A second, short-lived connection for the check.
+        if let Ok((other, connection)) = connect(config).await {
+            let driver = tokio::spawn(connection);
+            session.probe(&other).await;
+            drop(other);
+            let _ = driver.await;
+        }
         Ok(session)
     }
 
     /// Finds out whether a transaction-pooling proxy serves this session: a
-    /// second, short-lived connection asks which server session serves it right
+    /// second connection (`other`) asks which server session serves it right
     /// after this one's statement. Directly or through session pooling they are
     /// two sessions; through transaction pooling the second gets the server
     /// session the first just gave back. Session locks are then refused.
-    async fn probe(&self, config: &tokio_postgres::Config) {
+    async fn probe(&self, other: &Client) {
         let Some(first) = super::source::backend_pid(self.client()).await else {
             return;
         };
-        let Ok((other, connection)) = config.connect(tokio_postgres::NoTls).await else {
-            return;
-        };
-        let driver = tokio::spawn(connection);
-        let second = super::source::backend_pid(&other).await;
-        drop(other);
-        let _ = driver.await;
-        if let Some(second) = second {
+        if let Some(second) = super::source::backend_pid(other).await {
             self.ledger().set_pooling(match first == second {
                 true => super::ledger::Pooling::Transaction,
                 false => super::ledger::Pooling::SessionKept,
