@@ -324,6 +324,7 @@ impl Advisory {
                         fencing_token: granted.fencing_token,
                         label: self.options.label.clone(),
                         settings,
+                        safety: self.options.safety,
                     };
                     Ok(Outcome::Acquired(Guard::new(
                         conn,

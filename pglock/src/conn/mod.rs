@@ -11,6 +11,7 @@
 //! wait holds up everything queued behind it. The ledger is what makes that order
 //! safe when several guards share a connection.
 
+pub(crate) mod contact;
 pub(crate) mod ledger;
 mod session;
 pub(crate) mod source;

@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 use tokio::task::AbortHandle;
 use tokio_postgres::{Client, Statement};
 
+use super::contact::Contact;
 use super::ledger::Ledger;
 use super::Exec;
 use crate::error::Error;
+use crate::keepalive::Keepalive;
 use crate::key::{LockId, Mode};
 use crate::sql;
 
@@ -60,6 +62,10 @@ struct Inner {
     ledger: Arc<Ledger>,
     /// The task driving the connection, when the session spawned it.
     driver: Option<AbortHandle>,
+    /// The keepalive settings the connection was made with, when pglock made it.
+    keepalive: Option<Keepalive>,
+    /// The last confirmed contact with the server, shared by the session's guards.
+    contact: Arc<Contact>,
 }
 
 impl Drop for Inner {
@@ -81,7 +87,7 @@ enum Owned {
 impl Session {
     /// Wraps a client you connected yourself. Keep its connection task running.
     pub fn new(client: Client) -> Session {
-        Session::with(Owned::Plain(client), None)
+        Session::with(Owned::Plain(client), None, None)
     }
 
     /// Takes a connection out of its pool for good: it is closed, not returned,
@@ -91,16 +97,19 @@ impl Session {
         Session::with(
             Owned::Detached(deadpool_postgres::Object::take(object)),
             None,
+            None,
         )
     }
 
-    fn with(client: Owned, driver: Option<AbortHandle>) -> Session {
+    fn with(client: Owned, driver: Option<AbortHandle>, keepalive: Option<Keepalive>) -> Session {
         Session {
             inner: Arc::new(Inner {
                 client,
                 statements: Mutex::new(HashMap::new()),
                 ledger: Arc::default(),
                 driver,
+                keepalive,
+                contact: Arc::new(Contact::new(Instant::now())),
             }),
         }
     }
@@ -110,15 +119,25 @@ impl Session {
     ///
     /// The connection gets pglock's dead-peer settings
     /// ([`configure_keepalives`](crate::configure_keepalives)), which replace any
-    /// keepalive settings in the configuration string.
+    /// keepalive settings in the configuration string; knowing them, the session's
+    /// guards get a local deadline (see the crate docs, "Partitions").
     ///
     /// # Cancel safety
     /// Cancel-safe: dropping the future drops the half-made connection.
     pub async fn connect(config: &str) -> Result<Session, Error> {
+        Session::connect_with(config, Keepalive::default()).await
+    }
+
+    /// [`connect`](Session::connect) with keepalive settings of your own; the
+    /// session's guards count on them for their local deadline.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: dropping the future drops the half-made connection.
+    pub async fn connect_with(config: &str, keepalive: Keepalive) -> Result<Session, Error> {
         let mut config: tokio_postgres::Config = config
             .parse()
             .map_err(|e| Error::invalid_argument(format!("invalid connection string: {e}")))?;
-        crate::keepalive::configure_keepalives(&mut config);
+        keepalive.configure(&mut config);
         let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
         let driver = tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -128,6 +147,7 @@ impl Session {
         Ok(Session::with(
             Owned::Plain(client),
             Some(driver.abort_handle()),
+            Some(keepalive),
         ))
     }
 
@@ -146,6 +166,16 @@ impl Session {
 
     pub(crate) fn ledger(&self) -> &Arc<Ledger> {
         &self.inner.ledger
+    }
+
+    /// The keepalive settings of the connection, when pglock made it.
+    pub(crate) fn keepalive(&self) -> Option<Keepalive> {
+        self.inner.keepalive
+    }
+
+    /// The last confirmed contact on the connection.
+    pub(crate) fn contact(&self) -> &Arc<Contact> {
+        &self.inner.contact
     }
 
     /// Closes the connection if this session drives it ([`connect`](Session::connect)):

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::ledger::{self, Ledger};
 use super::{Conn, Exec, Session};
 use crate::error::Error;
+use crate::keepalive::Keepalive;
 
 pub(crate) mod private {
     use super::*;
@@ -18,6 +19,11 @@ pub(crate) mod private {
         fn checkout(&self) -> impl Future<Output = Result<Conn, Error>> + Send;
         /// The ledger of the holds taken through this source.
         fn ledger(&self) -> Arc<Ledger>;
+        /// The keepalive settings of the source's connections, when pglock made
+        /// them.
+        fn keepalive(&self) -> Option<Keepalive> {
+            None
+        }
     }
 
     /// What pglock needs of a borrowed connection.
@@ -61,6 +67,10 @@ impl private::Sealed for Session {
 
     fn ledger(&self) -> Arc<Ledger> {
         self.ledger().clone()
+    }
+
+    fn keepalive(&self) -> Option<Keepalive> {
+        Session::keepalive(self)
     }
 }
 impl Source for Session {}

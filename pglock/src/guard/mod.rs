@@ -1,5 +1,6 @@
 //! [`Guard`]: a held session lock, and what happens when one is dropped.
 
+mod deadline;
 mod lease;
 pub(crate) mod pending;
 mod watch;
@@ -17,9 +18,14 @@ use futures_util::future::{join, join_all};
 use tokio_postgres::{Client, Row};
 use tracing::Instrument;
 
+pub use deadline::ASSUMED_DRIFT_PERCENT;
+pub(crate) use deadline::Safety;
 pub(crate) use lease::{ttl_value, Lease};
 pub use watch::DEFAULT_CHECK_EVERY;
 
+use deadline::Deadline;
+
+use crate::conn::contact::Contact;
 use crate::conn::ledger::Hold;
 use crate::conn::{Conn, Exec, Prepared, Settings};
 use crate::error::Error;
@@ -51,6 +57,7 @@ pub struct Guard {
     wait: Duration,
     acquisition_id: u128,
     held: Held,
+    deadline: Deadline,
 }
 
 /// What came with an acquisition besides the lock itself.
@@ -60,6 +67,7 @@ pub(crate) struct Held {
     pub(crate) fencing_token: Option<i64>,
     pub(crate) label: Option<Arc<str>>,
     pub(crate) settings: Settings,
+    pub(crate) safety: Safety,
 }
 
 impl Guard {
@@ -72,7 +80,13 @@ impl Guard {
         held: Held,
     ) -> Guard {
         let acquired_at = Instant::now();
+        let (contact, keepalive) = match &conn {
+            Conn::Session(s) | Conn::Dedicated(s) => (s.contact().clone(), s.keepalive()),
+            Conn::Pooled(_) => (Arc::new(Contact::new(acquired_at)), None),
+        };
+        let deadline = Deadline::new(contact, keepalive, held.safety, acquired_at);
         Guard {
+            deadline,
             conn: Some(conn),
             hold: Some(hold),
             id,
