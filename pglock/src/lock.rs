@@ -9,7 +9,7 @@ use crate::borrowed::BorrowedGuard;
 use crate::conn::{Borrowable, Source};
 use crate::error::Error;
 use crate::conn::source::private::Sealed;
-use crate::guard::{Guard, Safety, DEFAULT_CHECK_EVERY};
+use crate::guard::{Guard, Safety};
 use crate::keepalive::Keepalive;
 use crate::key::{LockId, LockKey, Mode};
 use crate::xact::XactAdvisory;
@@ -98,11 +98,12 @@ impl Advisory {
     }
 
     /// How often [`Guard::lost`] asks the server whether the lock is still held
-    /// (default 5 s). A closed connection is noticed at once regardless. Each
-    /// answer also confirms contact with the server, which moves the lock's local
-    /// deadline (see the crate docs, "Partitions"): where that deadline is known,
-    /// acquiring refuses ([`is_invalid_argument`](Error::is_invalid_argument)) a
-    /// check interval longer than half of it.
+    /// (default 5 s, or half the lock's local deadline span when that is shorter).
+    /// A closed connection is noticed at once regardless. Each answer also
+    /// confirms contact with the server, which moves the lock's local deadline
+    /// (see the crate docs, "Partitions"): where that deadline is known,
+    /// acquiring refuses ([`is_invalid_argument`](Error::is_invalid_argument)) an
+    /// interval longer than half of it.
     pub fn check_every(mut self, every: Duration) -> Advisory {
         self.options.check_every = Some(every.max(Duration::from_millis(10)));
         self
@@ -141,7 +142,7 @@ impl Advisory {
             Sealed::keepalive(source),
             self.options.lease,
             self.options.auto_renew,
-            self.options.check_every.unwrap_or(DEFAULT_CHECK_EVERY),
+            self.options.check_every,
         )
     }
 

@@ -66,15 +66,15 @@ impl Safety {
 
     /// Refuses settings under which a healthy holder would lose its lock: the
     /// margin must leave a deadline, and whatever confirms contact (an active
-    /// check, an automatic renewal) must come at most every half of it, leaving
-    /// the other half for the round trip.
+    /// check set with `check_every`, an automatic renewal) must come at most every
+    /// half of it, leaving the other half for the round trip.
     pub(crate) fn check(
         &self,
         id: &LockId,
         keepalive: Option<Keepalive>,
         lease: Option<Duration>,
         auto_renew: bool,
-        check_every: Duration,
+        check_every: Option<Duration>,
     ) -> Result<(), Error> {
         let keepalive = self.keepalive.or(keepalive);
         let Some(bound) = bound(keepalive, lease) else {
@@ -93,7 +93,11 @@ impl Safety {
         let (what, every) = match lease {
             Some(ttl) if auto_renew => ("the automatic renewal (a third of the lease)", ttl / 3),
             Some(_) => return Ok(()),
-            None => ("check_every", check_every),
+            // The default interval adapts (`Guard::check_every`).
+            None => match check_every {
+                Some(every) => ("check_every", every),
+                None => return Ok(()),
+            },
         };
         if every > span / 2 {
             return refuse(format!(
@@ -137,6 +141,12 @@ impl Deadline {
     /// of `ttl` (if any); `None` without a known server bound.
     pub(crate) fn span(&self, ttl: Option<Duration>) -> Option<Duration> {
         bound(self.keepalive, ttl).map(|b| self.safety.span(b))
+    }
+
+    /// How often a plain lock's active checks must run to keep it: half the
+    /// span, leaving the other half for the round trip.
+    pub(crate) fn check_cap(&self) -> Option<Duration> {
+        self.span(None).map(|span| span / 2)
     }
 
     /// The margin kept before the server bound.
@@ -192,18 +202,30 @@ mod tests {
         let id = LockId::from("x");
         let ok = Safety::default();
         let k = Some(Keepalive::default());
-        assert!(ok.check(&id, k, None, false, s(5)).is_ok());
-        assert!(ok.check(&id, k, None, false, s(11)).is_ok());
-        assert!(ok.check(&id, k, None, false, s(12)).unwrap_err().is_invalid_argument());
-        // Nothing known, nothing to refuse.
-        assert!(ok.check(&id, None, None, false, s(60)).is_ok());
-        assert!(ok.check(&id, None, Some(s(2)), true, s(60)).is_ok());
+        let every = |n| Some(s(n));
+        assert!(ok.check(&id, k, None, false, every(5)).is_ok());
+        assert!(ok.check(&id, k, None, false, every(11)).is_ok());
+        assert!(ok
+            .check(&id, k, None, false, every(12))
+            .unwrap_err()
+            .is_invalid_argument());
+        // The default adapts; nothing known, nothing to refuse.
+        let short = Keepalive::new(s(2), s(1), 2).ok();
+        assert!(ok.check(&id, short, None, false, None).is_ok());
+        assert!(ok.check(&id, None, None, false, every(60)).is_ok());
+        assert!(ok.check(&id, None, Some(s(2)), true, every(60)).is_ok());
         // A lease longer than the keepalive bound renews too rarely for it.
-        assert!(ok.check(&id, k, Some(s(90)), true, s(5)).unwrap_err().is_invalid_argument());
+        assert!(ok
+            .check(&id, k, Some(s(90)), true, None)
+            .unwrap_err()
+            .is_invalid_argument());
         let wide = Safety {
             keepalive: None,
             margin: Some(s(25)),
         };
-        assert!(wide.check(&id, k, None, false, s(1)).unwrap_err().is_invalid_argument());
+        assert!(wide
+            .check(&id, k, None, false, every(1))
+            .unwrap_err()
+            .is_invalid_argument());
     }
 }

@@ -117,8 +117,13 @@ impl Guard {
         self.held.label.as_deref()
     }
 
+    /// The active-check interval: as set, or by default at most half the local
+    /// deadline span, so that a healthy lock's checks keep it.
     pub(crate) fn check_every(&self) -> Duration {
-        self.held.check_every
+        match self.deadline.check_cap() {
+            Some(cap) => self.held.check_every.min(cap),
+            None => self.held.check_every,
+        }
     }
 
     pub(crate) fn lease(&self) -> Option<&Lease> {
