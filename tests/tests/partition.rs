@@ -13,8 +13,10 @@
 //! iproute2 (`ip netns`, `tc`); elsewhere they say so and do nothing.
 //!
 //! The other tests need only the server: a healthy holder never loses its lock to
-//! its deadline, every guard of a shared session gets the contact one guard's
-//! check confirms, and settings that could not keep a lock are refused.
+//! its deadline, also over a link that only slows down (a relay that delays
+//! every byte 2 s each way: no `netem` here), every guard of a shared session gets
+//! the contact one guard's check confirms, and settings that could not keep a lock
+//! are refused.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -23,7 +25,7 @@ use pglock::{Keepalive, Session};
 use pglock_tests::netns::{usable, Cut, Namespace};
 use pglock_tests::{
     connect_to, database_url, eventually, holders, pid_of, pool, pool_for, unique_name,
-    wait_until_waiting, Cluster, Fixture,
+    wait_until_waiting, Cluster, Fixture, Relay,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
@@ -407,4 +409,56 @@ async fn unworkable_settings_are_refused_and_nothing_is_held() {
         .await
         .unwrap();
     guard.release().await.unwrap();
+}
+
+/// A link that only slows down — everything 2 s late each way, so each check
+/// takes 4 s — does not cost a holder the lock the server still grants it: with
+/// keepalives of 6 s + 2 × 3 s (server bound 12 s, local deadline 10.68 s after a
+/// contact, checks every 5 s) the guard keeps it past the server bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_link_does_not_lose_a_lock_the_server_still_grants() {
+    let f = Fixture::new("partition-slow").await;
+    let upstream: tokio_postgres::Config = database_url().await.parse().unwrap();
+    let Some(relay) = Relay::start(&upstream).await else {
+        println!("slow-link test not run: the server is not reached over TCP");
+        return;
+    };
+    let c = relay.config();
+    let mut url = format!("host=127.0.0.1 port={}", c.get_ports()[0]);
+    if let Some(user) = c.get_user() {
+        url += &format!(" user={user}");
+    }
+    if let Some(password) = c.get_password() {
+        url += &format!(" password={}", String::from_utf8_lossy(password));
+    }
+    if let Some(dbname) = c.get_dbname() {
+        url += &format!(" dbname={dbname}");
+    }
+    let keepalive = Keepalive::new(Duration::from_secs(6), Duration::from_secs(3), 2).unwrap();
+    let session = Session::connect_with(&url, keepalive).await.unwrap();
+    let guard = pglock::advisory(f.name.as_str())
+        .acquire(&session)
+        .await
+        .unwrap();
+    let pid = f.holders().await;
+    assert_eq!(pid.len(), 1);
+    // Prepared while the link is fast: a check is then one round trip.
+    assert!(guard.is_held().await.unwrap());
+    relay.set_delay(Duration::from_secs(2));
+    let asked = Instant::now();
+    assert!(guard.is_held().await.unwrap());
+    let round_trip = asked.elapsed();
+    assert!(round_trip >= Duration::from_secs(4), "{round_trip:?}");
+    let kept = tokio::time::timeout(Duration::from_secs(13), guard.lost()).await;
+    assert!(kept.is_err(), "lost over a slow link: {kept:?}");
+    assert_eq!(f.holders().await, pid, "the server still grants it");
+    println!(
+        "FIGURE slow link (2 s each way, check round trip {:.1} s): lock kept for 13 s, past \
+         the 12 s server bound",
+        round_trip.as_secs_f64()
+    );
+    relay.set_delay(Duration::ZERO);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    guard.release().await.unwrap();
+    assert!(f.until_free().await);
 }

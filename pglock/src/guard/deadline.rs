@@ -159,6 +159,11 @@ impl Deadline {
         self.span(ttl).map(|span| self.contact.last() + span)
     }
 
+    /// The last confirmed contact on the lock's connection.
+    pub(crate) fn last_contact(&self) -> Instant {
+        self.contact.last()
+    }
+
     /// Records that the server answered a request sent at `sent` on the lock's
     /// connection.
     pub(crate) fn confirm(&self, sent: Instant) {

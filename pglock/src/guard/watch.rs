@@ -143,12 +143,15 @@ impl Guard {
     ///   the server could free the lock, when the server has not answered on the
     ///   lock's connection since (a partition): without waiting for the server.
     ///
-    /// Never completes while the lock is held and the server answers. The active
-    /// checks are what confirms contact for a plain lock, so a lock with a
-    /// deadline stays counted as held while `lost()` (or
-    /// [`is_held`](Guard::is_held)) runs. A [leased](crate::Advisory::lease) lock
-    /// gets no active checks — they would renew its lease — and its renewals
-    /// confirm contact instead.
+    /// Never completes while the lock is held and the server answers in time. The
+    /// active checks are what confirms contact for a plain lock: each is due a
+    /// check interval after the last confirmed contact on the lock's connection
+    /// (any guard's), so a lock with a deadline stays counted as held while
+    /// `lost()` runs and the server answers within the rest of the deadline span
+    /// (half of it at least). A plain lock whose deadline passed while nobody
+    /// watched is asked about at once, and counts as lost only if no answer comes
+    /// in time. A [leased](crate::Advisory::lease) lock gets no active checks —
+    /// they would renew its lease — and its renewals confirm contact instead.
     ///
     /// Race it against the critical section so that the work stops when the lock
     /// goes:
@@ -167,7 +170,11 @@ impl Guard {
     /// # Cancel safety
     /// Cancel-safe: it only watches and reads.
     pub async fn lost(&self) -> Error {
-        let mut next_check = Instant::now() + self.check_every();
+        // Checks are due a check interval after the last confirmed contact (the
+        // connection's: another guard's answer counts), so each has the rest of
+        // the deadline span for its round trip. A plain lock whose deadline passed
+        // before anyone watched is asked about at once.
+        let mut next_check = self.deadline.last_contact() + self.check_every();
         loop {
             if self.conn().client().is_closed() {
                 return Error::lost_while_held(
@@ -176,15 +183,19 @@ impl Guard {
                      error or lease expired)",
                 );
             }
+            let now = Instant::now();
             let deadline = self.deadline();
-            if deadline.is_some_and(|at| Instant::now() >= at) {
-                return self.expired();
-            }
             // A query on a leased lock's connection would count as activity and
             // renew the lease: leased locks are watched through their connection
             // and their deadline alone.
-            if self.lease().is_none() && Instant::now() >= next_check {
-                let probe = match deadline {
+            let check_due = self.lease().is_none() && now >= next_check;
+            if !check_due && deadline.is_some_and(|at| now >= at) {
+                return self.expired();
+            }
+            if check_due {
+                // Before the deadline, an answer must come by then; past it (only
+                // on entry), by the deadline the question itself gives.
+                let probe = match deadline.filter(|at| *at > now) {
                     Some(at) => tokio::time::timeout_at(at.into(), self.probe())
                         .await
                         .unwrap_or(Probe::Expired),
@@ -203,9 +214,13 @@ impl Guard {
                         tracing::debug!(error = %e, "pglock: liveness check failed")
                     }
                 }
-                next_check = Instant::now() + self.check_every();
+                next_check = now + self.check_every();
+                continue;
             }
-            let mut wake = next_check.min(Instant::now() + CLOSED_POLL);
+            let mut wake = now + CLOSED_POLL;
+            if self.lease().is_none() {
+                wake = wake.min(next_check);
+            }
             if let Some(at) = deadline {
                 wake = wake.min(at);
             }
