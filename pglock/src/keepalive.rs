@@ -42,9 +42,7 @@ impl Keepalive {
     /// `interval` are whole seconds between 1 s and one hour and `retries` is
     /// between 1 and 100.
     pub fn new(idle: Duration, interval: Duration, retries: u32) -> Result<Keepalive, Error> {
-        let whole = |d: Duration| {
-            d.subsec_nanos() == 0 && (1..=3600).contains(&d.as_secs())
-        };
+        let whole = |d: Duration| d.subsec_nanos() == 0 && (1..=3600).contains(&d.as_secs());
         if !whole(idle) || !whole(interval) || !(1..=100).contains(&retries) {
             return Err(Error::invalid_argument(format!(
                 "keepalive idle {idle:?} and interval {interval:?} must be whole seconds \
@@ -144,7 +142,11 @@ mod tests {
         assert!(Keepalive::new(Duration::from_millis(1500), s(1), 2)
             .unwrap_err()
             .is_invalid_argument());
-        assert!(Keepalive::new(s(0), s(1), 2).unwrap_err().is_invalid_argument());
-        assert!(Keepalive::new(s(1), s(1), 0).unwrap_err().is_invalid_argument());
+        assert!(Keepalive::new(s(0), s(1), 2)
+            .unwrap_err()
+            .is_invalid_argument());
+        assert!(Keepalive::new(s(1), s(1), 0)
+            .unwrap_err()
+            .is_invalid_argument());
     }
 }

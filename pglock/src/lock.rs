@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use crate::acquire::Wait;
 use crate::borrowed::BorrowedGuard;
+use crate::conn::source::private::Sealed;
 use crate::conn::{Borrowable, Source};
 use crate::error::Error;
-use crate::conn::source::private::Sealed;
 use crate::guard::{Guard, Safety};
 use crate::keepalive::Keepalive;
 use crate::key::{LockId, LockKey, Mode};

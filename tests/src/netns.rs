@@ -102,7 +102,14 @@ impl Namespace {
             &ns.host_if,
         ])?;
         ip(&["link", "set", &ns.host_if, "up"])?;
-        ns.inside(&["ip", "addr", "add", &format!("{}/30", ns.ns_ip()), "dev", &ns.ns_if])?;
+        ns.inside(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/30", ns.ns_ip()),
+            "dev",
+            &ns.ns_if,
+        ])?;
         ns.inside(&["ip", "link", "set", &ns.ns_if, "up"])?;
         Ok(ns)
     }
@@ -152,8 +159,8 @@ impl Namespace {
     /// bucket (`tbf`) that queues what exceeds it for up to `latency`.
     pub fn slow(&self, rate: &str, latency: &str) -> Result<(), String> {
         let shape = [
-            "qdisc", "replace", "dev", "", "root", "tbf", "rate", rate, "burst", "1600",
-            "latency", latency,
+            "qdisc", "replace", "dev", "", "root", "tbf", "rate", rate, "burst", "1600", "latency",
+            latency,
         ];
         let mut host = shape;
         host[3] = &self.host_if;

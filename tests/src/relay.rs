@@ -130,7 +130,10 @@ async fn pump(
             }
             seen();
             let delay = Duration::from_millis(delay_ms.load(Ordering::SeqCst));
-            if tx.send((Instant::now() + delay, buf[..n].to_vec())).is_err() {
+            if tx
+                .send((Instant::now() + delay, buf[..n].to_vec()))
+                .is_err()
+            {
                 return Ok(());
             }
         }

@@ -90,8 +90,7 @@ fn partition_child() {
             .await
             .unwrap()
             .unwrap();
-        let released = match tokio::time::timeout(Duration::from_secs(60), guard.release()).await
-        {
+        let released = match tokio::time::timeout(Duration::from_secs(60), guard.release()).await {
             Ok(Ok(())) => "ok".to_string(),
             Ok(Err(e)) if e.is_lost() => "lost".to_string(),
             Ok(Err(e)) => format!("error {e}"),
@@ -156,7 +155,10 @@ impl Child {
 
     async fn tell(&mut self, line: &str) {
         let stdin = self.process.stdin.as_mut().unwrap();
-        stdin.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
         stdin.flush().await.unwrap();
     }
 }
@@ -299,7 +301,9 @@ async fn a_healthy_holder_never_loses_its_lock_to_its_deadline() {
         .acquire(&session)
         .await
         .unwrap();
-    let first = watched.deadline().expect("a session made by connect has a deadline");
+    let first = watched
+        .deadline()
+        .expect("a session made by connect has a deadline");
     // The 4 s bound less 1 % and a margin of a tenth (400 ms): 3.56 s.
     assert_eq!(watched.safety_margin(), Some(Duration::from_millis(400)));
     let span = first - watched.acquired_at();
@@ -314,7 +318,10 @@ async fn a_healthy_holder_never_loses_its_lock_to_its_deadline() {
         .unwrap();
     assert!(watched.deadline().unwrap() >= first);
     let outlived = tokio::time::timeout(Duration::from_secs(6), watched.lost()).await;
-    assert!(outlived.is_err(), "lost() fired on a healthy lock: {outlived:?}");
+    assert!(
+        outlived.is_err(),
+        "lost() fired on a healthy lock: {outlived:?}"
+    );
     assert!(watched.deadline().unwrap() > first + Duration::from_secs(4));
     // The unwatched guard's deadline moved with its connection's contact.
     assert!(unwatched.deadline().unwrap() > Instant::now());
@@ -340,7 +347,10 @@ async fn renewals_move_a_leased_locks_deadline() {
     let first = guard.deadline().expect("a lease gives a deadline");
     assert_eq!(guard.safety_margin(), Some(Duration::from_millis(90)));
     let outlived = tokio::time::timeout(Duration::from_secs(3), guard.lost()).await;
-    assert!(outlived.is_err(), "lost() fired on a renewed lease: {outlived:?}");
+    assert!(
+        outlived.is_err(),
+        "lost() fired on a renewed lease: {outlived:?}"
+    );
     assert!(guard.deadline().unwrap() > first + Duration::from_secs(2));
     assert_eq!(f.holders().await.len(), 1);
     guard.release().await.unwrap();
@@ -400,9 +410,11 @@ async fn unworkable_settings_are_refused_and_nothing_is_held() {
         .unwrap_err();
     assert!(err.is_invalid_argument(), "{err}");
     assert!(f.rows().await.is_empty());
-    assert!(Keepalive::new(Duration::from_millis(500), Duration::from_secs(1), 2)
-        .unwrap_err()
-        .is_invalid_argument());
+    assert!(
+        Keepalive::new(Duration::from_millis(500), Duration::from_secs(1), 2)
+            .unwrap_err()
+            .is_invalid_argument()
+    );
     // The session is still usable.
     let guard = pglock::advisory(f.name.as_str())
         .acquire(&session)

@@ -18,8 +18,8 @@ use futures_util::future::{join, join_all};
 use tokio_postgres::{Client, Row};
 use tracing::Instrument;
 
-pub use deadline::ASSUMED_DRIFT_PERCENT;
 pub(crate) use deadline::Safety;
+pub use deadline::ASSUMED_DRIFT_PERCENT;
 pub(crate) use lease::{ttl_value, Lease};
 pub use watch::DEFAULT_CHECK_EVERY;
 
