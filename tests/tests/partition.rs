@@ -9,7 +9,8 @@
 //! settings keep CI quick: keepalives of 2 s idle + 2 probes 1 s apart (server
 //! bound 4 s) for a plain lock on `Session::connect_with`, and a 2 s lease with
 //! automatic renewal through a pool. Three runs per scenario;
-//! `PGLOCK_PARTITION_RUNS=20` for the README's figures. They need root and
+//! `PGLOCK_PARTITION_RUNS=20` for the README's figures, and
+//! `PGLOCK_PARTITION_DEFAULTS=1` for a plain lock with the default keepalives. They need root and
 //! iproute2 (`ip netns`, `tc`); elsewhere they say so and do nothing.
 //!
 //! The other tests need only the server: a healthy holder never loses its lock to
@@ -31,6 +32,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 const CHILD: &str = "PGLOCK_PARTITION_URL";
+/// Set, the plain-lock holder uses pglock's default keepalives (server bound 25 s)
+/// and check interval instead of the short test settings.
+const DEFAULTS: &str = "PGLOCK_PARTITION_DEFAULTS";
 const LEASE: Duration = Duration::from_secs(2);
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
@@ -65,6 +69,10 @@ fn partition_child() {
     rt.block_on(async {
         let lock = pglock::advisory(name.as_str());
         let guard = match kind.as_str() {
+            "plain" if std::env::var(DEFAULTS).is_ok() => {
+                let session = Session::connect(&url).await.unwrap();
+                lock.acquire(&session).await.unwrap()
+            }
             "plain" => {
                 let session = Session::connect_with(&url, short_keepalive())
                     .await
@@ -208,6 +216,11 @@ async fn one_run(cluster: &Cluster, ns: &Namespace, kind: &str, cut: Cut) -> Run
         "{kind}, {cut:?}: the holder learned of the loss {:?} after the waiter acquired ({lost})",
         lost_at - acquired_at
     );
+    println!(
+        "run {kind}, {cut:?}: holder told {:.2} s after the cut, waiter granted {:.2} s: {lost}",
+        (lost_at - cut_at).as_secs_f64(),
+        (acquired_at - cut_at).as_secs_f64()
+    );
     let (_, held) = child.expect("HELD").await;
     assert_eq!(held, "HELD Some(false)", "is_held() after the loss");
     ns.heal().expect("heal the link");
@@ -256,9 +269,13 @@ async fn scenario(kind: &str, net_index: u8) {
         let margins: Vec<Duration> = measured.iter().map(|r| r.acquired - r.lost).collect();
         let min = margins.iter().min().copied().unwrap();
         println!(
-            "FIGURE partition, {kind} lock, link cut {}: holder reported loss {:.2} s after the \
+            "FIGURE partition, {kind} lock{}, link cut {}: holder reported loss {:.2} s after the \
              cut, waiter acquired {:.2} s after it (medians); holder first by min {:.0} ms / \
              median {:.0} ms (n={runs})",
+            match std::env::var(DEFAULTS) {
+                Ok(_) if kind == "plain" => " (default keepalives)",
+                _ => "",
+            },
             match cut {
                 Cut::Both => "both ways",
                 Cut::ToHost => "towards the server only",
