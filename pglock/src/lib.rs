@@ -186,9 +186,9 @@
 //! the server's clock runs at most 1 % faster than the client's (real clocks
 //! differ by far less; the 1 % is taken off the bound); the margin covers the time
 //! an answer spends on its way back from the server (for the grant), the 20 ms
-//! between two looks of [`Guard::lost`] at the clock, and the time the holder needs
-//! to stop acting on the lock once told; and the server's
-//! settings are those pglock knows — no `idle_session_timeout` set on the server
+//! between two looks of [`Guard::lost`] at the clock, and the time the holder
+//! needs to stop acting on the lock once told; and the server's settings are
+//! those pglock knows — no `idle_session_timeout` set on the server
 //! shorter than the bound, and for a pool, the keepalives you state with
 //! [`Advisory::keepalive`] are the ones its connections have. Losing early is
 //! safe; losing late is not, so every estimate errs early.
@@ -201,16 +201,16 @@
 //! [`Guard::renew`]). Settings that could not keep a healthy lock — a
 //! `check_every` longer than half the deadline span, a margin that leaves no
 //! deadline, an automatically renewed lease whose renewals (every third of it)
-//! come less often than half the deadline span of the keepalives — are refused when acquiring ([`Error::is_invalid_argument`]), before
-//! anything is sent. A plain lock that nobody watches has no checks: its
+//! come less often than half the deadline span of the keepalives — are refused
+//! when acquiring ([`Error::is_invalid_argument`]), before anything is sent. A plain lock that nobody watches has no checks: its
 //! deadline lapses, and [`Guard::lost`] or [`Guard::is_held`] then asks the server
 //! first (an answer in time means it is still held; the session never ended). A
 //! connection kept busy by a long statement gets no answers either: its guards
 //! report loss when their deadline passes.
 //!
-//! **When pglock cannot know the bound** — a lock taken through a pool without
-//! [`Advisory::keepalive`] and without a lease, a [`Session::new`] around your own
-//! connection, a [`BorrowedGuard`] — there is no local deadline: loss is reported
+//! **When pglock cannot know the bound** — a lock taken through a pool, or a
+//! [`Session::new`] around your own connection, without [`Advisory::keepalive`]
+//! and without a lease; a [`BorrowedGuard`] — there is no local deadline: loss is reported
 //! when the connection closes or an active check finds the lock gone, which over
 //! a dead link can be after the server freed it. State the keepalives, or take a
 //! lease.

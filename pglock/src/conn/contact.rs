@@ -10,10 +10,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The process-wide origin the contact clocks count from.
+/// The process-wide origin the contact clocks count from: a second before the
+/// first use, so that an instant taken just before it still counts exactly.
 fn origin() -> Instant {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    *ORIGIN.get_or_init(|| Instant::now() - Duration::from_secs(1))
+    *ORIGIN.get_or_init(|| {
+        let now = Instant::now();
+        now.checked_sub(Duration::from_secs(1)).unwrap_or(now)
+    })
 }
 
 /// A monotonic timestamp, in microseconds since [`origin`], that only moves
