@@ -405,6 +405,7 @@ impl Advisory {
                         settings,
                         in_transaction: self.options.pooler_safe,
                         backend_pid: granted.backend_pid,
+                        safety: self.options.safety,
                     };
                     Ok(Outcome::Acquired(Guard::new(
                         conn,

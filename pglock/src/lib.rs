@@ -146,9 +146,10 @@
 //!
 //! - **Loss notification.** [`Guard::is_held`] asks the server;
 //!   [`Guard::lost`] completes when the lock is lost — within 20 ms of its
-//!   connection closing (backend terminated, server restarted), or at the next
-//!   active check ([`Advisory::check_every`], 5 s by default). Race it against the
-//!   critical section with `tokio::select!`.
+//!   connection closing (backend terminated, server restarted), at the next
+//!   active check ([`Advisory::check_every`], 5 s by default), or at the guard's
+//!   local deadline when the server stops answering (see "Partitions"). Race it
+//!   against the critical section with `tokio::select!`.
 //! - **Leases.** [`Advisory::lease`] gives the lock a time-to-live that the
 //!   *server* enforces (`idle_session_timeout`, PostgreSQL 14+): a holder that
 //!   stops renewing ([`Guard::renew`], or [`Advisory::auto_renew`] while the
@@ -163,6 +164,78 @@
 //! - **Dead clients.** [`configure_keepalives`] (applied by [`Session::connect`])
 //!   makes the server notice a vanished client, and free its locks, within about
 //!   25 s instead of the operating system's two hours.
+//! - **Partitions.** A guard learns that its lock may be gone *before* the server
+//!   can give it to anyone else: its local deadline, next section.
+//!
+//! # Partitions
+//!
+//! A holder cut off from the server — its process runs, its network does not —
+//! is the hard case of every lock service: the server frees the lock when it
+//! decides the client is gone and grants it to the next waiter, and a holder that
+//! still believes it holds the lock then acts as a second holder. So every
+//! session-lock [`Guard`] with a known *server bound* keeps a local deadline, as
+//! Chubby's clients keep a local lease that ends before the master's:
+//!
+//! - **Server bound**: the least time the server needs to free the lock over a
+//!   connection that went silent. With keepalives ([`Keepalive`];
+//!   [`Session::connect`] applies the default, and [`Session::connect_with`] yours)
+//!   it is `idle + interval × retries`, 25 s by default
+//!   ([`Keepalive::server_bound`]); with a [lease](Advisory::lease) it is the
+//!   time-to-live; with both, the shorter.
+//! - **Last confirmed contact**: the moment a request was sent on the lock's
+//!   connection whose answer came back — the grant itself (counted when its answer
+//!   arrives), each active check of [`Guard::lost`] and [`Guard::is_held`], each
+//!   lease renewal. The server cannot have last heard from the client earlier.
+//!   It is kept per connection: on a shared [`Session`] one guard's answered check
+//!   counts for every guard on it. pglock adds no traffic of its own for it.
+//! - **Deadline** ([`Guard::deadline`]) = last confirmed contact + server bound ×
+//!   (1 − [`ASSUMED_DRIFT_PERCENT`] %) − safety margin ([`Advisory::safety_margin`],
+//!   by default a tenth of the bound: 2.5 s with the default keepalives). Past
+//!   it, without a newer answer, [`Guard::lost`] completes, [`Guard::is_held`]
+//!   says `false`, both without waiting for the server.
+//!
+//! **The guarantee.** A guard reports its lock lost at least the safety margin
+//! before the server could free it for another holder, under these assumptions:
+//! the client measures time on its monotonic clock only (never the wall clock);
+//! the server's clock runs at most 1 % faster than the client's (real clocks
+//! differ by far less; the 1 % is taken off the bound); the margin covers the time
+//! an answer spends on its way back from the server (for the grant), the 20 ms
+//! between two looks of [`Guard::lost`] at the clock, and the time the holder
+//! needs to stop acting on the lock once told; and the server's settings are
+//! those pglock knows — no `idle_session_timeout` set on the server
+//! shorter than the bound, and for a pool, the keepalives you state with
+//! [`Advisory::keepalive`] are the ones its connections have. Losing early is
+//! safe; losing late is not, so every estimate errs early.
+//!
+//! **Keeping a healthy lock.** Confirmations must come before the deadline: a
+//! plain lock is confirmed by the active checks of [`Guard::lost`] (every
+//! [`Advisory::check_every`]; by default 5 s or half the deadline span, whichever
+//! is shorter, each due a check interval after the last contact), a leased lock by
+//! its renewals ([`Advisory::auto_renew`]: every third of the time-to-live;
+//! [`Guard::renew`]). Settings that could not keep a healthy lock — a
+//! `check_every` longer than half the deadline span, a margin that leaves no
+//! deadline, an automatically renewed lease whose renewals (every third of it)
+//! come less often than half the deadline span of the keepalives — are refused
+//! when acquiring ([`Error::is_invalid_argument`]), before anything is sent. A plain lock that nobody watches has no checks: its
+//! deadline lapses, and [`Guard::lost`] or [`Guard::is_held`] then asks the server
+//! first (an answer in time means it is still held; the session never ended). A
+//! connection kept busy by a long statement gets no answers either: its guards
+//! report loss when their deadline passes.
+//!
+//! **When pglock cannot know the bound** — a lock taken through a pool, or a
+//! [`Session::new`] around your own connection, without [`Advisory::keepalive`]
+//! and without a lease; a [`BorrowedGuard`] — there is no local deadline: loss is reported
+//! when the connection closes or an active check finds the lock gone, which over
+//! a dead link can be after the server freed it. State the keepalives, or take a
+//! lease.
+//!
+//! **Deadlines and fencing tokens.** The local deadline narrows the window in which
+//! two processes believe they hold the lock to zero for a holder that checks —
+//! that races its work against [`Guard::lost`] and stops when it completes. It
+//! cannot stop a holder that does not check, or that is paused (a long garbage
+//! collection, a stopped VM) between its check and its write: the storage it
+//! writes to must then refuse stale writes itself, by [fencing
+//! token](Advisory::fencing). Use both where a stale write must never land.
 //!
 //! # Observability
 //!
@@ -183,6 +256,7 @@
 //! | a connection you hold | [`Advisory::acquire_on`], [`BorrowedGuard`], [`Guard::client_mut`] |
 //! | introspection | [`status`], [`release_all`] |
 //! | loss, leases, fencing, labels | [`Guard::lost`], [`Advisory::lease`], [`Advisory::fencing`], [`Advisory::label`] |
+//! | partition safety (local deadline) | [`Guard::deadline`], [`Keepalive`], [`Advisory::keepalive`], [`Advisory::safety_margin`] |
 //! | default pool for the attribute | [`set_default_pool`] |
 //! | poolers | [`Advisory::pooler_safe`], [`Error::is_transaction_pooler`] |
 //! | standbys, failover | [`Error::is_standby`], [`fencing_token_parts`] |
@@ -232,10 +306,10 @@ pub use conn::{Borrowable, Session, Source};
 pub use defaults::{default_pool, set_default_pool};
 pub use error::{Error, ErrorKind, Holder};
 pub use fencing::{fencing_token_parts, install_fencing, FENCING_SCHEMA};
-pub use guard::{Guard, DEFAULT_CHECK_EVERY};
+pub use guard::{Guard, ASSUMED_DRIFT_PERCENT, DEFAULT_CHECK_EVERY};
 pub use held::{held, HeldLock};
 pub use inspect::{release_all, status, LockHolder, LockStatus};
-pub use keepalive::configure_keepalives;
+pub use keepalive::{configure_keepalives, Keepalive};
 pub use key::{key_for, LockId, LockKey, Mode};
 pub use listing::{locks, ListedLock, LockFilter, DIRECTORY_SEPARATORS};
 pub use lock::{advisory, Advisory};

@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use crate::acquire::Wait;
 use crate::borrowed::BorrowedGuard;
+use crate::conn::source::private::Sealed;
 use crate::conn::{Borrowable, Source};
 use crate::error::Error;
-use crate::guard::Guard;
+use crate::guard::{Guard, Safety};
+use crate::keepalive::Keepalive;
 use crate::key::{LockId, LockKey, Mode};
 use crate::xact::XactAdvisory;
 
@@ -62,6 +64,7 @@ pub(crate) struct Options {
     pub(crate) fencing: bool,
     pub(crate) label: Option<Arc<str>>,
     pub(crate) pooler_safe: bool,
+    pub(crate) safety: Safety,
 }
 
 impl Advisory {
@@ -96,12 +99,54 @@ impl Advisory {
     }
 
     /// How often [`Guard::lost`] asks the server whether the lock is still held
-    /// (default 5 s). A closed connection is noticed at once regardless.
+    /// (default 5 s, or half the lock's local deadline span when that is shorter).
+    /// A closed connection is noticed at once regardless. Each answer also
+    /// confirms contact with the server, which moves the lock's local deadline
+    /// (see the crate docs, "Partitions"): where that deadline is known,
+    /// acquiring refuses ([`is_invalid_argument`](Error::is_invalid_argument)) an
+    /// interval longer than half of it.
     ///
     /// At most 24 h (longer is an invalid-argument error at acquisition).
     pub fn check_every(mut self, every: Duration) -> Advisory {
         self.options.check_every = Some(every.max(Duration::from_millis(10)));
         self
+    }
+
+    /// States the keepalive settings of the connections this lock is taken on —
+    /// a pool whose `tokio_postgres::Config` went through
+    /// [`Keepalive::configure`] or [`configure_keepalives`](crate::configure_keepalives)
+    /// — so that the guard gets a local deadline from them: it reports the lock
+    /// lost a safety margin before the server could free it over a silent
+    /// connection. pglock cannot read these settings from a pooled connection;
+    /// a [`Session`](crate::Session) made by [`connect`](crate::Session::connect)
+    /// knows its own. Stating settings the connections do not have voids the
+    /// guarantee.
+    pub fn keepalive(mut self, keepalive: Keepalive) -> Advisory {
+        self.options.safety.keepalive = Some(keepalive);
+        self
+    }
+
+    /// How long before the server could free the lock the guard reports it lost
+    /// (default: a tenth of the server bound, 2.5 s with the default keepalives,
+    /// 3 s for a 30 s lease). It must cover the time an answer spends on its way
+    /// from the server and the time the holder needs to stop acting on the lock;
+    /// see the crate docs, "Partitions". A margin that leaves no deadline is
+    /// refused when acquiring ([`is_invalid_argument`](Error::is_invalid_argument)).
+    pub fn safety_margin(mut self, margin: Duration) -> Advisory {
+        self.options.safety.margin = Some(margin);
+        self
+    }
+
+    /// Refuses, before anything is sent, settings under which a healthy holder
+    /// would lose its lock to its own deadline.
+    fn check_safety<S: Source + ?Sized>(&self, source: &S) -> Result<(), Error> {
+        self.options.safety.check(
+            &self.id,
+            Sealed::keepalive(source),
+            self.options.lease,
+            self.options.auto_renew,
+            self.options.check_every,
+        )
     }
 
     /// Takes the lock with a lease of `ttl`: if the holder goes silent for `ttl`
@@ -228,7 +273,9 @@ impl Advisory {
     /// when the server is a standby (nothing is taken there: point the source at the
     /// primary); [`is_transaction_pooler`](Error::is_transaction_pooler) through a
     /// transaction-pooling proxy; lock table full, connection lost, pool and
-    /// invalid-argument errors as their kinds say.
+    /// invalid-argument errors as their kinds say (among them partition-safety
+    /// settings that could not keep a healthy lock: see
+    /// [`check_every`](Advisory::check_every), [`safety_margin`](Advisory::safety_margin)).
     ///
     /// # Cancel safety
     /// Cancel-safe: nothing is left held after the future is gone, and no query is
@@ -245,6 +292,7 @@ impl Advisory {
     ///   or timed out). Until then the session is busy, as it is during any wait:
     ///   give waits on a shared session a timeout.
     pub async fn acquire<S: Source + ?Sized>(&self, source: &S) -> Result<Guard, Error> {
+        self.check_safety(source)?;
         let wait = Wait::of(self.timeout);
         self.lock_session(source, wait, true)
             .await?
@@ -260,6 +308,7 @@ impl Advisory {
         &self,
         source: &S,
     ) -> Result<Option<Guard>, Error> {
+        self.check_safety(source)?;
         let wait = Wait::of(Some(self.timeout.unwrap_or(Duration::ZERO)));
         Ok(self.lock_session(source, wait, false).await?.acquired())
     }

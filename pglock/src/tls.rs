@@ -323,11 +323,12 @@ impl Session {
     /// Cancel-safe: dropping the future drops the half-made connection.
     pub async fn connect_tls(conninfo: &str) -> Result<Session, Error> {
         let (mut config, tls) = TlsOptions::from_conninfo(conninfo)?;
-        crate::keepalive::configure_client_keepalives(&mut config);
+        let keepalive = crate::Keepalive::default();
+        keepalive.configure_client(&mut config);
         tls.apply(&mut config);
         let connector = tls.connector()?;
         let plain = tls.mode == SslMode::Disable;
-        Session::establish(config, move |config| {
+        Session::establish(config, keepalive, move |config| {
             let connector = connector.clone();
             async move {
                 Ok(match plain {

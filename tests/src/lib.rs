@@ -12,6 +12,7 @@
 //! the harness's own, never through pglock. Advisory locks are database-wide, so
 //! every test takes its names from [`unique_name`].
 
+pub mod netns;
 mod pgbouncer;
 mod relay;
 mod replica;

@@ -1,13 +1,17 @@
 //! A loopback TCP relay in front of the server that counts round trips: one each
 //! time a client sends after the server last answered it. Pipelined statements
-//! sent together count once. Used to count, never to time.
+//! sent together count once. Used to count, never to time — or, given a delay,
+//! to stand in for a slow link: every byte reaches the other side that much
+//! later, each way.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio_postgres::config::Host;
 use tokio_postgres::Config;
 
@@ -15,6 +19,7 @@ use tokio_postgres::Config;
 pub struct Relay {
     config: Config,
     round_trips: Arc<AtomicU64>,
+    delay_ms: Arc<AtomicU64>,
 }
 
 impl Relay {
@@ -46,16 +51,19 @@ impl Relay {
         }
         let round_trips = Arc::new(AtomicU64::new(0));
         let counter = round_trips.clone();
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let delay = delay_ms.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 if let Ok(server) = TcpStream::connect(&target).await {
-                    tokio::spawn(relay(client, server, counter.clone()));
+                    tokio::spawn(relay(client, server, counter.clone(), delay.clone()));
                 }
             }
         });
         Some(Relay {
             config,
             round_trips,
+            delay_ms,
         })
     }
 
@@ -64,40 +72,72 @@ impl Relay {
         &self.config
     }
 
+    /// From now on, everything relayed (each way, on every connection) reaches
+    /// the other side `delay` after it arrived; order and content are kept.
+    pub fn set_delay(&self, delay: Duration) {
+        self.delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
     /// Round trips counted so far, over every relayed connection.
     pub fn round_trips(&self) -> u64 {
         self.round_trips.load(Ordering::SeqCst)
     }
 }
 
-async fn relay(client: TcpStream, server: TcpStream, round_trips: Arc<AtomicU64>) {
+async fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    round_trips: Arc<AtomicU64>,
+    delay_ms: Arc<AtomicU64>,
+) {
     let server_answered = AtomicBool::new(true);
     let (from_client, to_client) = client.into_split();
     let (from_server, to_server) = server.into_split();
-    let up = pump(from_client, to_server, || {
+    let up = pump(from_client, to_server, &delay_ms, || {
         if server_answered.swap(false, Ordering::SeqCst) {
             round_trips.fetch_add(1, Ordering::SeqCst);
         }
     });
-    let down = pump(from_server, to_client, || {
+    let down = pump(from_server, to_client, &delay_ms, || {
         server_answered.store(true, Ordering::SeqCst)
     });
     let _ = tokio::join!(up, down);
 }
 
-/// Copies bytes one way, calling `seen` before forwarding each read.
+/// Copies bytes one way, calling `seen` before forwarding each read, each read
+/// the current delay after it arrived.
 async fn pump(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
+    delay_ms: &AtomicU64,
     seen: impl Fn(),
 ) -> std::io::Result<()> {
-    let mut buf = vec![0; 64 * 1024];
-    loop {
-        let n = from.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(());
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let write = async move {
+        while let Some((due, bytes)) = rx.recv().await {
+            tokio::time::sleep_until(due.into()).await;
+            to.write_all(&bytes).await?;
         }
-        seen();
-        to.write_all(&buf[..n]).await?;
-    }
+        Ok::<(), std::io::Error>(())
+    };
+    let read = async move {
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            let n = from.read(&mut buf).await?;
+            if n == 0 {
+                return Ok::<(), std::io::Error>(());
+            }
+            seen();
+            let delay = Duration::from_millis(delay_ms.load(Ordering::SeqCst));
+            if tx
+                .send((Instant::now() + delay, buf[..n].to_vec()))
+                .is_err()
+            {
+                return Ok(());
+            }
+        }
+    };
+    let (read, write) = tokio::join!(read, write);
+    read.and(write)
 }

@@ -10,97 +10,10 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use pglock_tests::netns::{usable, Cut, Namespace};
 use pglock_tests::{connect_to, eventually, holders, unique_name, Cluster};
 
 const CHILD: &str = "PGLOCK_DEAD_CLIENT_URL";
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
-/// A network namespace joined to the host by a veth pair; removed on drop.
-struct Namespace {
-    name: String,
-    host_if: String,
-}
-
-impl Namespace {
-    fn create(n: u32) -> Result<Namespace, String> {
-        let name = format!("pglock_dc{n}");
-        let (host_if, ns_if) = (format!("pgdh{n}"), format!("pgdc{n}"));
-        let _ = ip(&["netns", "del", &name]);
-        let _ = ip(&["link", "del", &host_if]);
-        let ns = Namespace { name, host_if };
-        ip(&["netns", "add", &ns.name])?;
-        ip(&[
-            "link",
-            "add",
-            &ns.host_if,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &ns_if,
-        ])?;
-        ip(&["link", "set", &ns_if, "netns", &ns.name])?;
-        ip(&[
-            "addr",
-            "add",
-            &format!("10.231.{n}.1/30"),
-            "dev",
-            &ns.host_if,
-        ])?;
-        ip(&["link", "set", &ns.host_if, "up"])?;
-        ip(&[
-            "netns",
-            "exec",
-            &ns.name,
-            "ip",
-            "addr",
-            "add",
-            &format!("10.231.{n}.2/30"),
-            "dev",
-            &ns_if,
-        ])?;
-        ip(&["netns", "exec", &ns.name, "ip", "link", "set", &ns_if, "up"])?;
-        Ok(ns)
-    }
-
-    /// The client's host goes away: its link is cut, nothing is closed.
-    fn cut(&self) -> Result<(), String> {
-        ip(&["link", "set", &self.host_if, "down"])
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = ip(&["netns", "del", &self.name]);
-        let _ = ip(&["link", "del", &self.host_if]);
-    }
-}
-
-fn usable() -> Result<(), String> {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map_err(|e| e.to_string())?;
-    if String::from_utf8_lossy(&root.stdout).trim() != "0" {
-        return Err("not root".into());
-    }
-    ip(&["netns", "list"])
-}
 
 /// Not a test: the vanishing client, run inside the namespace by the test below.
 #[test]
@@ -131,11 +44,11 @@ async fn server_frees_the_locks_of_a_vanished_client() {
         println!("dead-client test not run: needs root and `ip netns` ({why})");
         return;
     }
-    let n = std::process::id() % 200 + 20;
-    let ns = Namespace::create(n).expect("network namespace");
-    let host = format!("10.231.{n}.1");
+    let n = (std::process::id() % 200 + 20) as u8;
+    let ns = Namespace::create("dc", 231, n).expect("network namespace");
+    let host = ns.host_ip();
     let listen = format!("127.0.0.1,{host}");
-    let hba = format!("host all all 10.231.{n}.0/30 trust");
+    let hba = format!("host all all {} trust", ns.subnet());
     let cluster =
         Cluster::start_with_hba(&[("listen_addresses", &listen)], &[&hba]).expect("cluster");
     let observer = connect_to(&cluster.url()).await;
@@ -156,7 +69,7 @@ async fn server_frees_the_locks_of_a_vanished_client() {
     .await;
     assert!(held, "the child never took the lock");
     let cut_at = Instant::now();
-    ns.cut().unwrap();
+    ns.cut(Cut::Both).unwrap();
     let freed = eventually(Duration::from_secs(60), || async {
         holders(&observer, &name).await.is_empty()
     })

@@ -11,6 +11,7 @@
 //! wait holds up everything queued behind it. The ledger is what makes that order
 //! safe when several guards share a connection.
 
+pub(crate) mod contact;
 pub(crate) mod ledger;
 mod session;
 pub(crate) mod source;
@@ -20,6 +21,7 @@ use std::future::Future;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{CancelToken, Row, Statement};
 
+#[cfg(feature = "tls")]
 pub(crate) use session::Driver;
 pub use session::Session;
 pub use source::{Borrowable, Source};

@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 use tokio::task::AbortHandle;
 use tokio_postgres::{Client, Statement};
 
+use super::contact::Contact;
 use super::ledger::Ledger;
 use super::Exec;
 use crate::error::Error;
+use crate::keepalive::Keepalive;
 use crate::key::{LockId, Mode};
 use crate::sql;
 
@@ -64,6 +66,10 @@ struct Inner {
     ledger: Arc<Ledger>,
     /// The task driving the connection, when the session spawned it.
     driver: Option<AbortHandle>,
+    /// The keepalive settings the connection was made with, when pglock made it.
+    keepalive: Option<Keepalive>,
+    /// The last confirmed contact with the server, shared by the session's guards.
+    contact: Arc<Contact>,
 }
 
 impl Drop for Inner {
@@ -85,7 +91,7 @@ enum Owned {
 impl Session {
     /// Wraps a client you connected yourself. Keep its connection task running.
     pub fn new(client: Client) -> Session {
-        Session::with(Owned::Plain(client), None)
+        Session::with(Owned::Plain(client), None, None)
     }
 
     /// Takes a connection out of its pool for good: it is closed, not returned,
@@ -95,16 +101,19 @@ impl Session {
         Session::with(
             Owned::Detached(deadpool_postgres::Object::take(object)),
             None,
+            None,
         )
     }
 
-    fn with(client: Owned, driver: Option<AbortHandle>) -> Session {
+    fn with(client: Owned, driver: Option<AbortHandle>, keepalive: Option<Keepalive>) -> Session {
         Session {
             inner: Arc::new(Inner {
                 client,
                 statements: Mutex::new(HashMap::new()),
                 ledger: Arc::default(),
                 driver,
+                keepalive,
+                contact: Arc::new(Contact::new(Instant::now())),
             }),
         }
     }
@@ -114,16 +123,26 @@ impl Session {
     ///
     /// The connection gets pglock's dead-peer settings
     /// ([`configure_keepalives`](crate::configure_keepalives)), which replace any
-    /// keepalive settings in the configuration string.
+    /// keepalive settings in the configuration string; knowing them, the session's
+    /// guards get a local deadline (see the crate docs, "Partitions").
     ///
     /// # Cancel safety
     /// Cancel-safe: dropping the future drops the half-made connection.
     pub async fn connect(config: &str) -> Result<Session, Error> {
+        Session::connect_with(config, Keepalive::default()).await
+    }
+
+    /// [`connect`](Session::connect) with keepalive settings of your own; the
+    /// session's guards count on them for their local deadline.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: dropping the future drops the half-made connection.
+    pub async fn connect_with(config: &str, keepalive: Keepalive) -> Result<Session, Error> {
         let mut config: tokio_postgres::Config = config
             .parse()
             .map_err(|e| Error::invalid_argument(format!("invalid connection string: {e}")))?;
-        crate::keepalive::configure_client_keepalives(&mut config);
-        Session::establish(config, |config| async move {
+        keepalive.configure_client(&mut config);
+        Session::establish(config, keepalive, |config| async move {
             let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
             Ok((client, Box::pin(connection) as Driver))
         })
@@ -136,6 +155,7 @@ impl Session {
     /// PgBouncer refuse — and checks for a transaction pooler.
     pub(crate) async fn establish<C, F>(
         config: tokio_postgres::Config,
+        keepalive: Keepalive,
         connect: C,
     ) -> Result<Session, Error>
     where
@@ -148,10 +168,12 @@ impl Session {
                 tracing::debug!(error = %crate::error::describe(&e), "pglock: session connection ended with an error");
             }
         });
-        client
-            .batch_execute(&crate::keepalive::server_keepalives_sql())
-            .await?;
-        let session = Session::with(Owned::Plain(client), Some(driver.abort_handle()));
+        client.batch_execute(&keepalive.server_sql()).await?;
+        let session = Session::with(
+            Owned::Plain(client),
+            Some(driver.abort_handle()),
+            Some(keepalive),
+        );
         // A second, short-lived connection for the check.
         if let Ok((other, connection)) = connect(config).await {
             let driver = tokio::spawn(connection);
@@ -194,6 +216,16 @@ impl Session {
 
     pub(crate) fn ledger(&self) -> &Arc<Ledger> {
         &self.inner.ledger
+    }
+
+    /// The keepalive settings of the connection, when pglock made it.
+    pub(crate) fn keepalive(&self) -> Option<Keepalive> {
+        self.inner.keepalive
+    }
+
+    /// The last confirmed contact on the connection.
+    pub(crate) fn contact(&self) -> &Arc<Contact> {
+        &self.inner.contact
     }
 
     /// Closes the connection if this session drives it ([`connect`](Session::connect)):

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::ledger::{self, Ledger, Pooling};
 use super::{Conn, Exec, Session};
 use crate::error::Error;
+use crate::keepalive::Keepalive;
 
 pub(crate) mod private {
     use super::*;
@@ -21,6 +22,11 @@ pub(crate) mod private {
         /// Finds out, once per source, whether a transaction-pooling proxy sits
         /// between it and the server (`conn` is one of its connections).
         fn probe(&self, conn: &Conn) -> impl Future<Output = ()> + Send;
+        /// The keepalive settings of the source's connections, when pglock made
+        /// them.
+        fn keepalive(&self) -> Option<Keepalive> {
+            None
+        }
     }
 
     /// What pglock needs of a borrowed connection.
@@ -97,6 +103,9 @@ impl private::Sealed for Session {
 
     /// A session is checked when [`Session::connect`] makes it.
     async fn probe(&self, _: &Conn) {}
+    fn keepalive(&self) -> Option<Keepalive> {
+        Session::keepalive(self)
+    }
 }
 impl Source for Session {}
 

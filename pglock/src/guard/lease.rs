@@ -11,7 +11,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::task::AbortHandle;
 use tokio_postgres::types::Type;
@@ -30,7 +30,9 @@ pub(crate) struct Lease {
 
 impl Lease {
     /// Starts tracking a lease of `ttl`; with `auto_renew`, a task on `session`
-    /// renews it every third of the time-to-live until the guard is done.
+    /// renews it every third of the time-to-live until the guard is done. Each
+    /// answered renewal confirms contact on the session's connection, which moves
+    /// the guard's local deadline.
     pub(crate) fn start(session: Option<Session>, ttl: Duration, auto_renew: bool) -> Lease {
         let ttl_ms = Arc::new(AtomicU64::new(ttl.as_millis() as u64));
         let renewer = match (auto_renew, session) {
@@ -65,10 +67,13 @@ fn spawn_renewer(session: Session, ttl_ms: Arc<AtomicU64>) -> AbortHandle {
             tokio::time::sleep(ttl / 3).await;
             let value = format!("{}ms", ttl_ms.load(Ordering::Relaxed));
             let params: [Param<'_>; 1] = [(&value, Type::TEXT)];
+            let sent = Instant::now();
             if let Err(e) = Exec::Session(&session).run(sql::SET_TTL, &params).await {
                 tracing::warn!(error = %e, "pglock: lease renewal failed; the lease will expire");
                 return;
             }
+            // The server restarted the lease no earlier than it got the request.
+            session.contact().confirm(sent);
         }
     })
     .abort_handle()
@@ -87,7 +92,8 @@ pub(crate) fn ttl_value(ttl: Duration) -> Result<String, Error> {
 
 impl Guard {
     /// Extends the lease: the server now ends the lock's session only after `ttl`
-    /// of silence from now. One round trip.
+    /// of silence from now. One round trip. The answer confirms contact, which
+    /// moves the guard's local [`deadline`](Guard::deadline).
     ///
     /// # Errors
     /// [`is_misuse`](Error::is_misuse) if the lock was not taken with a lease;
@@ -105,11 +111,18 @@ impl Guard {
         };
         let value = ttl_value(ttl)?;
         let params: [Param<'_>; 1] = [(&value, Type::TEXT)];
+        // A shorter time-to-live counts at once (the server may apply it without
+        // this client hearing back); a longer one once the server confirmed it.
+        lease
+            .ttl_ms
+            .fetch_min(ttl.as_millis() as u64, Ordering::Relaxed);
+        let sent = Instant::now();
         match self.conn().exec().run(sql::SET_TTL, &params).await {
             Ok(_) => {
                 lease
                     .ttl_ms
                     .store(ttl.as_millis() as u64, Ordering::Relaxed);
+                self.confirm_contact(sent);
                 Ok(())
             }
             Err(e) => {

@@ -1,5 +1,6 @@
 //! [`Guard`]: a held session lock, and what happens when one is dropped.
 
+mod deadline;
 mod lease;
 pub(crate) mod pending;
 mod watch;
@@ -17,9 +18,14 @@ use futures_util::future::{join, join_all};
 use tokio_postgres::{Client, Row};
 use tracing::Instrument;
 
+pub(crate) use deadline::Safety;
+pub use deadline::ASSUMED_DRIFT_PERCENT;
 pub(crate) use lease::{ttl_value, Lease};
 pub use watch::DEFAULT_CHECK_EVERY;
 
+use deadline::Deadline;
+
+use crate::conn::contact::Contact;
 use crate::conn::ledger::Hold;
 use crate::conn::{Conn, Exec, Prepared, Settings};
 use crate::error::Error;
@@ -51,6 +57,7 @@ pub struct Guard {
     wait: Duration,
     acquisition_id: u128,
     held: Held,
+    deadline: Deadline,
 }
 
 /// What came with an acquisition besides the lock itself.
@@ -65,6 +72,7 @@ pub(crate) struct Held {
     pub(crate) in_transaction: bool,
     /// The backend (server process) that granted the lock.
     pub(crate) backend_pid: Option<i32>,
+    pub(crate) safety: Safety,
 }
 
 /// How a guard's hold ends.
@@ -85,7 +93,13 @@ impl Guard {
         held: Held,
     ) -> Guard {
         let acquired_at = Instant::now();
+        let (contact, keepalive) = match &conn {
+            Conn::Session(s) | Conn::Dedicated(s) => (s.contact().clone(), s.keepalive()),
+            Conn::Pooled(_) => (Arc::new(Contact::new(acquired_at)), None),
+        };
+        let deadline = Deadline::new(contact, keepalive, held.safety, acquired_at);
         Guard {
+            deadline,
             conn: Some(conn),
             hold: Some(hold),
             id,
@@ -122,8 +136,13 @@ impl Guard {
         self.held.label.as_deref()
     }
 
+    /// The active-check interval: as set, or by default at most half the local
+    /// deadline span, so that a healthy lock's checks keep it.
     pub(crate) fn check_every(&self) -> Duration {
-        self.held.check_every
+        match self.deadline.check_cap() {
+            Some(cap) => self.held.check_every.min(cap),
+            None => self.held.check_every,
+        }
     }
 
     pub(crate) fn lease(&self) -> Option<&Lease> {
