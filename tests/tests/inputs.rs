@@ -70,9 +70,9 @@ fn any_duration() -> impl Strategy<Value = Option<Duration>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
-    /// Names, raw keys, timeouts, leases and labels: each combination either
+    /// Names, raw keys, timeouts, leases, labels, check intervals and safety margins: each combination either
     /// takes the lock (and releases it) or is a typed error; no panic, nothing
     /// left held.
     #[test]
@@ -82,6 +82,7 @@ proptest! {
         lease in any_duration(),
         label in proptest::option::of(".{0,80}"),
         check in any_duration(),
+        margin in any_duration(),
         shared in any::<bool>(),
     ) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -95,6 +96,7 @@ proptest! {
             if let Some(l) = lease { lock = lock.lease(l); }
             if let Some(l) = &label { lock = lock.label(l.as_str()); }
             if let Some(c) = check { lock = lock.check_every(c); }
+            if let Some(m) = margin { lock = lock.safety_margin(m); }
             match lock.try_acquire(&pool).await {
                 Ok(Some(guard)) => guard.release().await.unwrap(),
                 Ok(None) => panic!("nobody holds {id}"),

@@ -52,6 +52,12 @@ fn bound(keepalive: Option<Keepalive>, ttl: Option<Duration>) -> Option<Duration
     }
 }
 
+/// What is left of `bound` once the assumed clock drift is taken off (without
+/// overflowing, whatever the bound).
+fn drift_free(bound: Duration) -> Duration {
+    bound.saturating_sub(bound / 100 * ASSUMED_DRIFT_PERCENT)
+}
+
 impl Safety {
     fn margin(&self, bound: Duration) -> Duration {
         self.margin.unwrap_or(bound / DEFAULT_MARGIN_DIVISOR)
@@ -60,8 +66,7 @@ impl Safety {
     /// How long after a confirmed contact the lock counts as held; `None` when
     /// the bound is unknown (no deadline). Zero when the margin eats it all.
     fn span(&self, bound: Duration) -> Duration {
-        let drift_free = bound * (100 - ASSUMED_DRIFT_PERCENT) / 100;
-        drift_free.saturating_sub(self.margin(bound))
+        drift_free(bound).saturating_sub(self.margin(bound))
     }
 
     /// Refuses settings under which a healthy holder would lose its lock: the
@@ -87,7 +92,7 @@ impl Safety {
                 "a safety margin of {:?} leaves no local deadline: the server may free the \
                  lock {bound:?} after the last contact; give a margin below {:?}",
                 self.margin(bound),
-                bound * (100 - ASSUMED_DRIFT_PERCENT) / 100
+                drift_free(bound)
             ));
         }
         let (what, every) = match lease {
