@@ -19,6 +19,10 @@ pub(crate) struct StatusArgs {
     /// JSON for programs instead of a table.
     #[arg(long)]
     json: bool,
+    /// Only locks whose name (as the name registry knows it) is in this directory:
+    /// a prefix up to a separator (`billing` matches `billing/x`, `billing.x`).
+    #[arg(long = "dir", value_name = "DIRECTORY")]
+    dir: Option<String>,
     #[command(flatten)]
     scheme: SchemeArgs,
 }
@@ -135,11 +139,27 @@ pub(crate) async fn status(url: Option<&str>, args: StatusArgs) -> u8 {
             return EXIT_DB;
         }
     };
+    // Names the server's registry knows (`pglock::install_registry`), for keys
+    // not named on the command line; none when no registry is installed.
+    let wanted: Vec<LockKey> = names.keys().copied().collect();
+    if let Ok(listed) = pglock::locks(&client, &pglock::LockFilter::all()).await {
+        for lock in listed {
+            if let Some(name) = lock.name {
+                names.entry(lock.key).or_insert(name);
+            }
+        }
+    }
+    let directory = args.dir.as_deref().map(pglock::LockFilter::directory);
     // Grouped by key, in the server's order.
     let mut locks: Vec<(LockKey, Vec<Entry>)> = Vec::new();
     for entry in rows.iter().map(entry) {
-        if !names.is_empty() && !names.contains_key(&entry.key) {
+        if !wanted.is_empty() && !wanted.contains(&entry.key) {
             continue;
+        }
+        if let Some(directory) = &directory {
+            if !directory.matches(names.get(&entry.key).map(String::as_str)) {
+                continue;
+            }
         }
         match locks.last_mut() {
             Some((key, entries)) if *key == entry.key => entries.push(entry),

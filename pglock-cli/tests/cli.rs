@@ -670,3 +670,39 @@ async fn a_closed_stdout_pipe_ends_quietly() {
         "pglock exited {status}: {stderr}"
     );
 }
+
+/// `status` names locks the server's name registry knows, and `--dir` keeps a
+/// directory's locks only.
+#[tokio::test]
+async fn status_uses_the_name_registry_and_directories() {
+    let observer = connect().await;
+    pglock::install_registry(&observer).await.unwrap();
+    let dir = unique_name("cli-dir").replace(':', "-");
+    let (inside, outside) = (format!("{dir}/report"), unique_name("cli-outside"));
+    pglock::register(&observer, &inside).await.unwrap();
+    let holder = connect().await;
+    for name in [&inside, &outside] {
+        holder
+            .execute(
+                "SELECT pg_advisory_lock($1)",
+                &[&pglock::key_for(name).unwrap()],
+            )
+            .await
+            .unwrap();
+    }
+    let out = pglock()
+        .await
+        .args(["status", "--json", "--dir", &dir])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let locks = json["locks"].as_array().unwrap();
+    assert_eq!(locks.len(), 1, "only the directory's lock: {json}");
+    assert_eq!(locks[0]["name"], inside.as_str(), "named from the registry");
+    holder
+        .execute("SELECT pg_advisory_unlock_all()", &[])
+        .await
+        .unwrap();
+}

@@ -240,6 +240,14 @@ impl Advisory {
     fn validate(&self) -> Result<(), Error> {
         self.id.validate()?;
         let invalid = |msg: String| Err(Error::invalid_argument(msg).with_lock(&self.id));
+        if self.options.fencing && self.mode == Mode::Shared {
+            return Err(Error::misuse(
+                "fencing tokens need one holder at a time: shared holders would hold tokens \
+                 1 and 2 at once, and storage that rejects the lower one would reject a live \
+                 holder; take fenced locks exclusively",
+            )
+            .with_lock(&self.id));
+        }
         if let Some(ttl) = self.options.lease {
             if ttl < MIN_LEASE {
                 return invalid(format!(

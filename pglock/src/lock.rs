@@ -188,6 +188,10 @@ impl Advisory {
     /// is [`Guard::fencing_token`]. The token is issued by a statement pipelined
     /// behind the lock statement — no extra round trip — and only when the lock was
     /// granted.
+    ///
+    /// Exclusive locks only: with [`shared`](Advisory::shared) it is a
+    /// [misuse](Error::is_misuse) error, since shared holders would carry tokens
+    /// that storage could not tell apart from a stale holder's.
     pub fn fencing(mut self) -> Advisory {
         self.options.fencing = true;
         self

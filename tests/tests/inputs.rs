@@ -24,6 +24,15 @@ async fn labels_and_leases_that_postgres_would_change_are_refused() {
         assert!(err.is_invalid_argument(), "{err}");
         assert!(fx.rows().await.is_empty(), "nothing may be held");
     }
+    // Fencing tokens need one holder at a time.
+    let err = pglock::advisory(fx.name.as_str())
+        .shared()
+        .fencing()
+        .acquire(&pool)
+        .await
+        .unwrap_err();
+    assert!(err.is_misuse(), "{err}");
+    assert!(fx.rows().await.is_empty());
     // The pooled connection is clean and usable.
     let client = pool.get().await.unwrap();
     let app: String = client
