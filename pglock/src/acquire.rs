@@ -329,7 +329,8 @@ impl Advisory {
         async move {
             let started = Instant::now();
             let key = self.id.lock_key();
-            let mut extras = Extra::of(self, key)?;
+            // Bad options are refused before anything else happens.
+            Extra::of(self, key)?;
             let admission = match source
                 .ledger()
                 .admit(key, self.mode, Task::current(), wait.local(started))
@@ -346,35 +347,56 @@ impl Advisory {
                 record_busy(&span, started);
                 return Ok(Outcome::BusyHere);
             };
-            let conn = self.checkout(source).await?;
-            self.check_settings(conn.is_shared(), false)?;
-            if !self.options.pooler_safe {
-                source.probe(&conn).await;
-                if source.ledger().pooling() == Pooling::Transaction {
-                    return Err(Error::transaction_pooler(
-                        "two of its client connections were served by one server session",
-                    )
-                    .with_lock(&self.id));
-                }
-            }
-            // Only where no caller's transaction can be open (see `registry`).
-            if !conn.is_shared() && !self.options.pooler_safe {
-                extras.extend(Claim::of(&self.id).map(Extra::Register));
-            }
-            let settings = Settings {
-                reset_ttl: matches!(conn, Conn::Pooled(_)) && self.options.lease.is_some(),
-                reset_label: matches!(conn, Conn::Pooled(_)) && self.options.label.is_some(),
+            // A multiplexing source tries on a shared connection (a try never
+            // holds it up) and waits, when it must, on a connection of its own.
+            let waiters = source.waiters();
+            let mut phase = match waiters {
+                Some(_) => Wait::Zero,
+                None => wait,
             };
-            let pending = Pending::new(
-                Target::Owned(conn),
-                Some(admission),
-                self.id.clone(),
-                self.mode,
-            );
-            let result = self.attempt(&pending, wait, settings, &extras).await;
+            let mut conn = self.checkout(source, key).await?;
+            let mut admission = admission;
+            let (result, conn, admission, settings) = loop {
+                self.check_settings(conn.is_shared(), false)?;
+                if !self.options.pooler_safe {
+                    source.probe(&conn).await;
+                    if source.ledger().pooling() == Pooling::Transaction {
+                        return Err(Error::transaction_pooler(
+                            "two of its client connections were served by one server session",
+                        )
+                        .with_lock(&self.id));
+                    }
+                }
+                let mut extras = Extra::of(self, key)?;
+                // Only where no caller's transaction can be open (see `registry`).
+                if !conn.is_shared() && !self.options.pooler_safe {
+                    extras.extend(Claim::of(&self.id).map(Extra::Register));
+                }
+                let settings = Settings {
+                    reset_ttl: matches!(conn, Conn::Pooled(_)) && self.options.lease.is_some(),
+                    reset_label: matches!(conn, Conn::Pooled(_)) && self.options.label.is_some(),
+                };
+                let pending = Pending::new(
+                    Target::Owned(conn),
+                    Some(admission),
+                    self.id.clone(),
+                    self.mode,
+                );
+                let result = self.attempt(&pending, phase, settings, &extras).await;
+                let (owned, kept) = pending.disarm();
+                conn = owned.expect("an owned target");
+                admission = kept.expect("an admitted attempt");
+                if let (Ok(Outcome::Busy(_)), Some(pool), Wait::Zero) = (&result, waiters, phase) {
+                    if let Some(rest) = wait.remaining(started).filter(|w| !matches!(w, Wait::Zero))
+                    {
+                        conn = Conn::Pooled(Box::new(pool.get().await.map_err(Error::pool)?));
+                        phase = rest;
+                        continue;
+                    }
+                }
+                break (result, conn, Some(admission), settings);
+            };
             span.record("wait_us", started.elapsed().as_micros() as u64);
-            let (conn, admission) = pending.disarm();
-            let conn = conn.expect("an owned target");
             match result {
                 Err(Failed { error, discard }) => {
                     match conn {
@@ -467,9 +489,9 @@ impl Advisory {
 
     /// Checks a connection out of `source`; an automatically renewed lease takes
     /// it out of its pool for good (its renewing task needs a handle of its own).
-    async fn checkout<S: Source + ?Sized>(&self, source: &S) -> Result<Conn, Error> {
+    async fn checkout<S: Source + ?Sized>(&self, source: &S, key: LockKey) -> Result<Conn, Error> {
         let dedicate = self.options.lease.is_some() && self.options.auto_renew;
-        Ok(match source.checkout().await? {
+        Ok(match source.checkout_for(key).await? {
             Conn::Pooled(object) if dedicate => {
                 Conn::Dedicated(crate::conn::Session::from_pooled(*object))
             }

@@ -249,6 +249,13 @@ impl AsSource for Session {
     }
 }
 
+impl AsSource for crate::conn::Locker {
+    type Source = crate::conn::Locker;
+    fn as_source(&self) -> &Self::Source {
+        self
+    }
+}
+
 impl<T: AsSource + ?Sized> AsSource for &T {
     type Source = T::Source;
     fn as_source(&self) -> &Self::Source {

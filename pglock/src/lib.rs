@@ -302,7 +302,7 @@ mod held;
 
 pub use acquire::MIN_LEASE;
 pub use borrowed::BorrowedGuard;
-pub use conn::{Borrowable, Session, Source};
+pub use conn::{Borrowable, Locker, Session, Source};
 pub use defaults::{default_pool, set_default_pool};
 pub use error::{Error, ErrorKind, Holder};
 pub use fencing::{fencing_token_parts, install_fencing, FENCING_SCHEMA};

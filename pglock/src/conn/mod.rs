@@ -13,6 +13,7 @@
 
 pub(crate) mod contact;
 pub(crate) mod ledger;
+mod locker;
 mod session;
 pub(crate) mod source;
 
@@ -21,6 +22,7 @@ use std::future::Future;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{CancelToken, Row, Statement};
 
+pub use locker::Locker;
 #[cfg(feature = "tls")]
 pub(crate) use session::Driver;
 pub use session::Session;

@@ -8,6 +8,7 @@ use super::ledger::{self, Ledger, Pooling};
 use super::{Conn, Exec, Session};
 use crate::error::Error;
 use crate::keepalive::Keepalive;
+use crate::key::LockKey;
 
 pub(crate) mod private {
     use super::*;
@@ -17,8 +18,18 @@ pub(crate) mod private {
     pub trait Sealed: Sync {
         /// A connection for one guard.
         fn checkout(&self) -> impl Future<Output = Result<Conn, Error>> + Send;
+        /// A connection for one guard's lock on `key` (a multiplexing source
+        /// keeps a key on one of its connections).
+        fn checkout_for(&self, _key: LockKey) -> impl Future<Output = Result<Conn, Error>> + Send {
+            self.checkout()
+        }
         /// The ledger of the holds taken through this source.
         fn ledger(&self) -> Arc<Ledger>;
+        /// Where a multiplexing source waits: a pool of connections of their own,
+        /// so that a wait never holds up the shared connections.
+        fn waiters(&self) -> Option<&deadpool_postgres::Pool> {
+            None
+        }
         /// Finds out, once per source, whether a transaction-pooling proxy sits
         /// between it and the server (`conn` is one of its connections).
         fn probe(&self, conn: &Conn) -> impl Future<Output = ()> + Send;

@@ -1,0 +1,238 @@
+//! Benchmark of the multiplexing source (`pglock::Locker`), printing each of the
+//! multiplexing targets with its figure:
+//!
+//! 1. many distinct locks held at once on 4 server connections (counted in
+//!    `pg_stat_activity`);
+//! 2. many tasks, each locking its own entity name for ~1 ms and releasing:
+//!    acquisitions/s through a `Locker` of 4 connections against a deadpool pool
+//!    of 4 (a connection per held lock);
+//! 3. a single uncontended acquire + release on one connection against raw
+//!    `tokio-postgres` prepared `pg_try_advisory_lock` + `pg_advisory_unlock`,
+//!    timed interleaved cycle by cycle and in blocks of consecutive cycles;
+//! 4. 16 tasks contending for one name: handoffs/s against raw.
+//!
+//! `cargo run --release -p pglock-examples --example bench_locker [-- LOCKS TASKS SECONDS]`
+//! (defaults 5000 1000 5). No assertions: the figures go to BENCHMARKS.md.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_postgres::Client;
+
+type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+#[tokio::main]
+async fn main() -> Result {
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let locks = *args.first().unwrap_or(&5000) as usize;
+    let tasks = *args.get(1).unwrap_or(&1000) as usize;
+    let seconds = *args.get(2).unwrap_or(&5);
+    let app = format!("pglock-bench-locker-{}", std::process::id());
+    let pool = pglock_examples::pool(&app, 8);
+    pglock_examples::check_server(&pool).await;
+    let observer = connect().await?;
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average at start: {}", load.trim());
+
+    // 1. Many locks on 4 connections.
+    let locker = pglock::Locker::new(&pool, 4).await?;
+    let started = Instant::now();
+    let mut guards = Vec::with_capacity(locks);
+    for i in 0..locks {
+        let name = format!("bench-locker:{}:{i}", std::process::id());
+        match pglock::advisory(name.as_str()).try_acquire(&locker).await {
+            Ok(Some(g)) => guards.push(g),
+            Ok(None) => {}
+            Err(e) => {
+                println!("target 1: stopped at {} locks: {e}", guards.len());
+                break;
+            }
+        }
+    }
+    let connections: i64 = observer
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            &[&app],
+        )
+        .await?
+        .get(0);
+    println!(
+        "target 1: {} distinct locks held at once by this process on {connections} server \
+         connections of its pool (4 shared by the locker; acquired in {:?})",
+        guards.len(),
+        started.elapsed()
+    );
+    let started = Instant::now();
+    futures_util::future::join_all(guards.into_iter().map(|g| g.release())).await;
+    println!("          released in {:?} (pipelined)", started.elapsed());
+
+    // 2. Many tasks, each on its own entity, through a locker and through a pool.
+    let per_lock_pool = pglock_examples::pool(&format!("{app}-pool"), 4);
+    let via_locker = throughput(Via::Locker(locker.clone()), tasks, seconds).await;
+    let via_pool = throughput(Via::Pool(per_lock_pool), tasks, seconds).await;
+    println!(
+        "target 2: {tasks} tasks, own entity each, ~1 ms held, {seconds} s: locker(4) {via_locker:.0} \
+         acquisitions/s, deadpool(4) {via_pool:.0}/s: ratio {:.2} (target ≥ 5)",
+        via_locker / via_pool.max(1.0)
+    );
+
+    // 3. One uncontended cycle, one connection.
+    let one = pglock::Locker::new(&pool, 1).await?;
+    let raw = connect().await?;
+    let try_lock = raw.prepare("SELECT pg_try_advisory_lock($1)").await?;
+    let unlock = raw.prepare("SELECT pg_advisory_unlock($1)").await?;
+    let key = 0x5eed_0000_0000_0000_i64 ^ i64::from(std::process::id());
+    let name = format!("bench-locker-single:{}", std::process::id());
+    let lock = pglock::advisory(name.as_str());
+    let raw_cycle = || async {
+        raw.query_one(&try_lock, &[&key]).await?;
+        raw.query_one(&unlock, &[&key]).await?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+    };
+    let pglock_cycle = || async {
+        lock.try_acquire(&one)
+            .await?
+            .expect("free")
+            .release()
+            .await?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+    };
+    for _ in 0..200 {
+        raw_cycle().await?;
+        pglock_cycle().await?;
+    }
+    let (mut raw_t, mut pg_t) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..2000 {
+        let t = Instant::now();
+        raw_cycle().await?;
+        raw_t += t.elapsed();
+        let t = Instant::now();
+        pglock_cycle().await?;
+        pg_t += t.elapsed();
+    }
+    println!(
+        "target 3 (interleaved, 2000 cycles): raw {:.1} µs, locker {:.1} µs: ratio {:.2} (target ≤ 0.9)",
+        raw_t.as_secs_f64() / 2000.0 * 1e6,
+        pg_t.as_secs_f64() / 2000.0 * 1e6,
+        pg_t.as_secs_f64() / raw_t.as_secs_f64()
+    );
+    let (mut raw_b, mut pg_b) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..3 {
+        let t = Instant::now();
+        for _ in 0..1000 {
+            raw_cycle().await?;
+        }
+        raw_b += t.elapsed();
+        let t = Instant::now();
+        for _ in 0..1000 {
+            pglock_cycle().await?;
+        }
+        pg_b += t.elapsed();
+    }
+    println!(
+        "target 3 (blocks of 1000, 3 each): raw {:.1} µs, locker {:.1} µs: ratio {:.2} (target ≤ 0.9)",
+        raw_b.as_secs_f64() / 3000.0 * 1e6,
+        pg_b.as_secs_f64() / 3000.0 * 1e6,
+        pg_b.as_secs_f64() / raw_b.as_secs_f64()
+    );
+
+    // 4. 16 tasks on one name.
+    let contended = format!("bench-locker-contended:{}", std::process::id());
+    let contend_pool = pglock_examples::pool(&format!("{app}-contend"), 20);
+    let locker16 = pglock::Locker::new(&contend_pool, 1).await?;
+    let handoffs = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds.min(3));
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let (locker, name, handoffs) = (locker16.clone(), contended.clone(), handoffs.clone());
+        set.spawn(async move {
+            while Instant::now() < deadline {
+                let g = pglock::advisory(name.as_str())
+                    .timeout(Duration::from_secs(5))
+                    .acquire(&locker)
+                    .await
+                    .unwrap();
+                g.release().await.unwrap();
+                handoffs.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    set.join_all().await;
+    let pg_rate = handoffs.load(Ordering::Relaxed) as f64 / seconds.min(3) as f64;
+    let raw_rate = raw_contention(seconds.min(3)).await?;
+    println!(
+        "target 4: 16 tasks on one name: locker {pg_rate:.0} handoffs/s, raw {raw_rate:.0}/s: \
+         ratio {:.2} (target ≥ 1)",
+        pg_rate / raw_rate.max(1.0)
+    );
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average at end: {}", load.trim());
+    Ok(())
+}
+
+enum Via {
+    Locker(pglock::Locker),
+    Pool(deadpool_postgres::Pool),
+}
+
+async fn throughput(via: Via, tasks: usize, seconds: u64) -> f64 {
+    let via = Arc::new(via);
+    let count = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut set = tokio::task::JoinSet::new();
+    for t in 0..tasks {
+        let (via, count) = (via.clone(), count.clone());
+        set.spawn(async move {
+            let name = format!("bench-locker-entity:{}:{t}", std::process::id());
+            let lock = pglock::advisory(name.as_str()).timeout(Duration::from_secs(30));
+            while Instant::now() < deadline {
+                let guard = match &*via {
+                    Via::Locker(l) => lock.acquire(l).await,
+                    Via::Pool(p) => lock.acquire(p).await,
+                };
+                let Ok(guard) = guard else { continue };
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                let _ = guard.release().await;
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    set.join_all().await;
+    count.load(Ordering::Relaxed) as f64 / seconds as f64
+}
+
+async fn raw_contention(seconds: u64) -> Result<f64> {
+    let handoffs = Arc::new(AtomicU64::new(0));
+    let key = 0x0c0f_fee0_i64 ^ i64::from(std::process::id());
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let client = connect().await?;
+        let handoffs = handoffs.clone();
+        set.spawn(async move {
+            let lock = client.prepare("SELECT pg_advisory_lock($1)").await.unwrap();
+            let unlock = client
+                .prepare("SELECT pg_advisory_unlock($1)")
+                .await
+                .unwrap();
+            while Instant::now() < deadline {
+                client.query_one(&lock, &[&key]).await.unwrap();
+                client.query_one(&unlock, &[&key]).await.unwrap();
+                handoffs.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    set.join_all().await;
+    Ok(handoffs.load(Ordering::Relaxed) as f64 / seconds as f64)
+}
+
+async fn connect() -> Result<Client> {
+    let (client, connection) =
+        tokio_postgres::connect(&pglock_examples::database_url(), tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}

@@ -1,0 +1,168 @@
+//! [`Locker`]: many locks on a few connections.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use super::ledger::Ledger;
+use super::source::private::Sealed;
+use super::{Conn, Session, Source};
+use crate::error::Error;
+use crate::key::LockKey;
+
+/// A multiplexing source: any number of session locks held on a small, fixed set
+/// of shared connections, instead of a pooled connection per held lock.
+///
+/// ```no_run
+/// # async fn demo(pool: deadpool_postgres::Pool) -> Result<(), pglock::Error> {
+/// // Four connections taken out of the pool hold every lock; waits borrow one
+/// // from the pool for as long as they wait and hold.
+/// let locker = pglock::Locker::new(&pool, 4).await?;
+/// let mut guards = Vec::new();
+/// for account in 0..1000 {
+///     let name = format!("account:{account}");
+///     guards.push(pglock::advisory(name.as_str()).try_acquire(&locker).await?);
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// How it works, and what it costs:
+///
+/// - Every acquisition first *tries* (`pg_try_advisory_lock`) on one of the shared
+///   connections, chosen by the key, pipelined with the other guards' statements
+///   there; a free lock costs one round trip and no connection of its own. A try
+///   never waits, so it never holds up the other guards' statements on that
+///   connection, and PostgreSQL refuses it while others wait for a conflicting
+///   lock, so it does not jump the server's queue.
+/// - When the lock is busy and the call may wait, the wait happens on a
+///   connection of its own from the pool (checked out for the wait, and kept by
+///   the guard until release if the lock is granted): the server's fair queue and
+///   its deadlock detector see that wait as usual. Contended locks therefore cost
+///   a pooled connection each while they wait and are held; uncontended ones do
+///   not.
+/// - Releases are queued on the lock's connection without waiting for the one
+///   before; [`Guard::release`](crate::Guard::release) still waits for its answer.
+/// - Guards of one locker exclude each other in the process (one ledger across
+///   its connections), as guards of one pool do.
+/// - A shared connection that dies loses every lock held on it: each of those
+///   guards reports it ([`Guard::lost`](crate::Guard::lost), `release()` →
+///   [`is_lost`](Error::is_lost)); the locker replaces the connection for new
+///   acquisitions.
+/// - Settings belong to a connection, and a shared connection's are everybody's:
+///   per-guard [`lease`](crate::Advisory::lease) and
+///   [`label`](crate::Advisory::label) are refused (as on a [`Session`]), unless
+///   the lock had to wait and is held on a connection of its own.
+/// - The server's lock table (about `max_locks_per_transaction × max_connections`
+///   entries, 6,400 with the defaults) bounds how many locks all clients hold at
+///   once, however few connections hold them; past it an acquisition fails with
+///   [`is_lock_table_full`](Error::is_lock_table_full).
+///
+/// The shared connections are taken out of the pool for good (the pool may open
+/// others in their place) and closed when the last clone of the locker is dropped.
+#[derive(Clone)]
+pub struct Locker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: deadpool_postgres::Pool,
+    shared: Mutex<Vec<Session>>,
+    ledger: Arc<Ledger>,
+}
+
+impl Locker {
+    /// A locker holding its locks on `connections` connections taken out of
+    /// `pool` (at least one); waits use connections of `pool`.
+    ///
+    /// # Errors
+    /// [`is_pool`](Error::is_pool) when the pool cannot hand out the connections;
+    /// [`is_invalid_argument`](Error::is_invalid_argument) for zero connections.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: connections already taken are closed when dropped.
+    pub async fn new(pool: &deadpool_postgres::Pool, connections: usize) -> Result<Locker, Error> {
+        if connections == 0 {
+            return Err(Error::invalid_argument(
+                "a locker needs at least one connection",
+            ));
+        }
+        let mut shared = Vec::with_capacity(connections);
+        for _ in 0..connections {
+            shared.push(Session::from_pooled(pool.get().await.map_err(Error::pool)?));
+        }
+        Ok(Locker {
+            inner: Arc::new(Inner {
+                pool: pool.clone(),
+                shared: Mutex::new(shared),
+                ledger: Arc::default(),
+            }),
+        })
+    }
+
+    /// How many shared connections hold the locks.
+    pub fn connections(&self) -> usize {
+        lock(&self.inner.shared).len()
+    }
+
+    /// The shared connection for `key`: the same one for a key as long as it
+    /// lives, so that a key's statements stay in order; a closed one is replaced.
+    async fn shared_for(&self, key: LockKey) -> Result<Session, Error> {
+        let (index, session) = {
+            let shared = lock(&self.inner.shared);
+            let index = slot(key, shared.len());
+            (index, shared[index].clone())
+        };
+        if !session.is_closed() {
+            return Ok(session);
+        }
+        let fresh = Session::from_pooled(self.inner.pool.get().await.map_err(Error::pool)?);
+        let mut shared = lock(&self.inner.shared);
+        if shared[index].is_closed() {
+            shared[index] = fresh;
+        }
+        Ok(shared[index].clone())
+    }
+}
+
+fn slot(key: LockKey, n: usize) -> usize {
+    let (classid, objid, objsubid) = key.pg_locks_triple();
+    let mixed = (u64::from(classid) << 32 | u64::from(objid)) ^ objsubid as u64;
+    (mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % n
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Sealed for Locker {
+    async fn checkout_for(&self, key: LockKey) -> Result<Conn, Error> {
+        Ok(Conn::Session(self.shared_for(key).await?))
+    }
+
+    async fn checkout(&self) -> Result<Conn, Error> {
+        self.checkout_for(LockKey::Big(0)).await
+    }
+
+    fn ledger(&self) -> Arc<Ledger> {
+        self.inner.ledger.clone()
+    }
+
+    fn waiters(&self) -> Option<&deadpool_postgres::Pool> {
+        Some(&self.inner.pool)
+    }
+
+    async fn probe(&self, conn: &Conn) {
+        self.inner.pool.probe(conn).await;
+        self.inner
+            .ledger
+            .set_pooling(Sealed::ledger(&self.inner.pool).pooling());
+    }
+}
+impl Source for Locker {}
+
+impl fmt::Debug for Locker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Locker")
+            .field("connections", &self.connections())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,254 @@
+//! `Locker`: many locks on a few shared connections; waits on connections of
+//! their own; a dead shared connection loses every lock on it, and each guard
+//! says so.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pglock_tests::{connect, eventually, holders, pool, unique_name, Fixture};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_locks_on_four_connections() {
+    let observer = connect().await;
+    let pool = pool(6).await;
+    let locker = pglock::Locker::new(&pool, 4).await.unwrap();
+    let prefix = unique_name("locker-many");
+    let names: Vec<String> = (0..1000).map(|i| format!("{prefix}:{i}")).collect();
+    let mut guards = Vec::new();
+    for name in &names {
+        guards.push(
+            pglock::advisory(name.as_str())
+                .try_acquire(&locker)
+                .await
+                .unwrap()
+                .expect("free"),
+        );
+    }
+    let pids: HashSet<i32> = observer
+        .query(
+            "SELECT DISTINCT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND pid = ANY($1)",
+            &[&guards
+                .iter()
+                .filter_map(|g| g.backend_pid())
+                .collect::<Vec<i32>>()],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(pids.len() <= 4, "{} connections hold the locks", pids.len());
+    let held: i64 = observer
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND pid = ANY($1)",
+            &[&pids.iter().copied().collect::<Vec<i32>>()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(held >= 1000, "{held}");
+    println!(
+        "FIGURE locker: 1000 locks held on {} connections",
+        pids.len()
+    );
+    // Released concurrently: the unlocks are pipelined.
+    let started = Instant::now();
+    futures_util::future::join_all(guards.into_iter().map(|g| g.release()))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()
+        .unwrap();
+    println!("FIGURE locker: 1000 releases in {:?}", started.elapsed());
+    for name in names.iter().step_by(97) {
+        assert!(holders(&observer, name).await.is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_never_stalls_the_shared_connections() {
+    let fx = Fixture::new("locker-wait").await;
+    let holder = fx.hold_elsewhere().await;
+    let pool = pool(4).await;
+    let locker = pglock::Locker::new(&pool, 1).await.unwrap();
+    let waiter = tokio::spawn({
+        let (locker, name) = (locker.clone(), fx.name.clone());
+        async move {
+            pglock::advisory(name.as_str())
+                .timeout(Duration::from_secs(10))
+                .acquire(&locker)
+                .await
+        }
+    });
+    pglock_tests::wait_until_waiting(&fx.observer, &fx.name, None).await;
+    // Meanwhile other locks come and go on the one shared connection.
+    let others = tokio::time::timeout(Duration::from_secs(2), async {
+        for i in 0..20 {
+            let name = format!("{}:other:{i}", fx.name);
+            let guard = pglock::advisory(name.as_str())
+                .try_acquire(&locker)
+                .await
+                .unwrap()
+                .unwrap();
+            guard.release().await.unwrap();
+        }
+    })
+    .await;
+    assert!(others.is_ok(), "the wait held up the shared connection");
+    drop(holder);
+    let guard = waiter.await.unwrap().unwrap();
+    assert_eq!(fx.holders().await, vec![guard.backend_pid().unwrap()]);
+    guard.release().await.unwrap();
+    assert!(fx.until_free().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_shared_connection_loses_every_lock_on_it() {
+    let observer = connect().await;
+    let pool = pool(4).await;
+    let locker = pglock::Locker::new(&pool, 2).await.unwrap();
+    let prefix = unique_name("locker-dead");
+    let mut guards = Vec::new();
+    for i in 0..1000 {
+        let name = format!("{prefix}:{i}");
+        guards.push(
+            pglock::advisory(name.as_str())
+                .try_acquire(&locker)
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    let victim = guards[0].backend_pid().unwrap();
+    let (lost, kept): (Vec<_>, Vec<_>) = guards
+        .into_iter()
+        .partition(|g| g.backend_pid() == Some(victim));
+    observer
+        .execute("SELECT pg_terminate_backend($1)", &[&victim])
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let reported = Arc::new(AtomicUsize::new(0));
+    futures_util::future::join_all(lost.iter().map(|g| {
+        let reported = reported.clone();
+        async move {
+            let err = tokio::time::timeout(Duration::from_secs(5), g.lost())
+                .await
+                .expect("reported within the bound");
+            assert!(err.is_lost());
+            reported.fetch_add(1, Ordering::Relaxed);
+        }
+    }))
+    .await;
+    println!(
+        "FIGURE locker: {} losses reported within {:?} of the termination",
+        reported.load(Ordering::Relaxed),
+        started.elapsed()
+    );
+    assert_eq!(reported.load(Ordering::Relaxed), lost.len());
+    for g in lost {
+        assert!(g.release().await.unwrap_err().is_lost());
+    }
+    // The other connection's locks are untouched.
+    for g in kept {
+        g.release().await.unwrap();
+    }
+    // Nothing is left behind, and the locker goes on with a new connection.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            let n: i64 = observer
+                .query_one(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = $1",
+                    &[&victim],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            n == 0
+        })
+        .await
+    );
+    for i in 0..50 {
+        let name = format!("{prefix}:again:{i}");
+        pglock::advisory(name.as_str())
+            .try_acquire(&locker)
+            .await
+            .unwrap()
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+    }
+}
+
+/// Two lockers (as two processes would have) and many tasks on few names: a
+/// witness counts holders in the critical section.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn randomized_lockers_never_give_two_holders() {
+    let pool_a = pool(4).await;
+    let pool_b = pool(4).await;
+    let a = pglock::Locker::new(&pool_a, 2).await.unwrap();
+    let b = pglock::Locker::new(&pool_b, 2).await.unwrap();
+    let prefix = unique_name("locker-witness");
+    let inside: Arc<Vec<AtomicUsize>> = Arc::new((0..3).map(|_| AtomicUsize::new(0)).collect());
+    let overlaps = Arc::new(AtomicUsize::new(0));
+    let acquired = Arc::new(AtomicUsize::new(0));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let mut tasks = Vec::new();
+    for t in 0..12u64 {
+        let locker = if t % 2 == 0 { a.clone() } else { b.clone() };
+        let (prefix, inside, overlaps, acquired) = (
+            prefix.clone(),
+            inside.clone(),
+            overlaps.clone(),
+            acquired.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut i = t as usize;
+            while tokio::time::Instant::now() < deadline {
+                i += 1;
+                let slot = i % 3;
+                let name = format!("{prefix}:{slot}");
+                let lock = pglock::advisory(name.as_str())
+                    .timeout(Duration::from_millis(1 + (i as u64 * 7) % 30));
+                let Ok(guard) = lock.acquire(&locker).await else {
+                    continue;
+                };
+                acquired.fetch_add(1, Ordering::Relaxed);
+                if inside[slot].fetch_add(1, Ordering::SeqCst) != 0 {
+                    overlaps.fetch_add(1, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis((i % 3) as u64)).await;
+                inside[slot].fetch_sub(1, Ordering::SeqCst);
+                if i.is_multiple_of(2) {
+                    drop(guard);
+                } else {
+                    guard.release().await.unwrap();
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    println!(
+        "FIGURE locker witness: {} acquisitions, {} overlaps",
+        acquired.load(Ordering::Relaxed),
+        overlaps.load(Ordering::Relaxed)
+    );
+    assert!(acquired.load(Ordering::Relaxed) > 20);
+    assert_eq!(overlaps.load(Ordering::SeqCst), 0);
+    let observer = connect().await;
+    for slot in 0..3 {
+        let name = format!("{prefix}:{slot}");
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                holders(&observer, &name).await.is_empty()
+            })
+            .await
+        );
+    }
+}
