@@ -36,7 +36,8 @@
 //!   [`.acquire(&source)`](Advisory::acquire) (a [`Guard`] or an error),
 //!   [`.try_acquire(&source)`](Advisory::try_acquire) (`Ok(None)` when busy) or
 //!   [`.run(&source, future)`](Advisory::run) (skips the future when busy).
-//!   A source is a [`deadpool_postgres::Pool`] or a [`Session`]; a connection you
+//!   A source is a [`deadpool_postgres::Pool`], a [`Session`] or a [`Locker`] (many
+//!   locks on a few shared connections); a connection you
 //!   already hold can be lent with [`.acquire_on(&mut client)`](Advisory::acquire_on).
 //! - [`advisory(name).xact().acquire_in(&tx)`](XactAdvisory::acquire_in) locks
 //!   inside your transaction until it ends.
@@ -253,6 +254,7 @@
 //! | server-side timeouts, one round trip | [`Advisory::timeout`] |
 //! | Raise / Return / Skip | [`Advisory::acquire`], [`Advisory::try_acquire`], [`Advisory::run`], the attribute |
 //! | pools and sessions | [`deadpool_postgres::Pool`], [`Session`] |
+//! | many locks on few connections | [`Locker`] |
 //! | a connection you hold | [`Advisory::acquire_on`], [`BorrowedGuard`], [`Guard::client_mut`] |
 //! | introspection | [`status`], [`release_all`] |
 //! | loss, leases, fencing, labels | [`Guard::lost`], [`Advisory::lease`], [`Advisory::fencing`], [`Advisory::label`] |

@@ -47,15 +47,16 @@ pub(crate) mod private {
 }
 
 /// Where session locks come from: a [`deadpool_postgres::Pool`] (each guard gets
-/// a pooled connection of its own) or a [`Session`] (every guard shares its one
-/// connection).
+/// a pooled connection of its own), a [`Session`] (every guard shares its one
+/// connection) or a [`Locker`](crate::Locker) (guards share a few connections;
+/// waits take one of their own).
 ///
 /// Either way, guards taken through one source exclude each other in the process
 /// first: a second exclusive guard on a name waits for the first in the process
 /// (never on the server against itself, never stacking on a shared connection).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a source of advisory locks",
-    label = "expected a `deadpool_postgres::Pool` or a `pglock::Session`",
+    label = "expected a `deadpool_postgres::Pool`, a `pglock::Session` or a `pglock::Locker`",
     note = "to lock on a connection you already hold (`&mut tokio_postgres::Client`, \
             `&mut deadpool_postgres::Object`), use `acquire_on`/`try_acquire_on`"
 )]
