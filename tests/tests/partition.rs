@@ -82,6 +82,23 @@ fn partition_child() {
                     .await
                     .unwrap()
             }
+            "locker" => {
+                // A multiplexed connection: a locker's shared connection, from a
+                // pool whose keepalives the lock is told of.
+                let mut config: tokio_postgres::Config = url.parse().unwrap();
+                short_keepalive().configure(&mut config);
+                let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
+                let pool = deadpool_postgres::Pool::builder(manager)
+                    .max_size(2)
+                    .build()
+                    .unwrap();
+                let locker = pglock::Locker::new(&pool, 1).await.unwrap();
+                lock.keepalive(short_keepalive())
+                    .check_every(CHECK_EVERY)
+                    .acquire(&locker)
+                    .await
+                    .unwrap()
+            }
             _ => {
                 let pool = pool_for(&url, 1);
                 lock.lease(LEASE).auto_renew().acquire(&pool).await.unwrap()
@@ -294,6 +311,13 @@ async fn scenario(kind: &str, net_index: u8) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_lock_holder_learns_of_a_partition_first() {
     scenario("plain", 0).await;
+}
+
+/// A lock on a locker's shared (multiplexed) connection, with the pool's short
+/// keepalives stated: the same guarantee as a plain session lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multiplexed_lock_holder_learns_of_a_partition_first() {
+    scenario("locker", 2).await;
 }
 
 /// A 2 s lease renewed automatically: the server ends the session 2 s after the
