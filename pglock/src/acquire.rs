@@ -26,6 +26,7 @@ use crate::guard::pending::{unlock_if_held, Pending, Target};
 use crate::guard::{ttl_value, Guard, Held, Lease, DEFAULT_CHECK_EVERY};
 use crate::key::{LockKey, Mode};
 use crate::lock::Advisory;
+use crate::metrics;
 use crate::registry::{self, Claim};
 use crate::sql::{self, Attempt};
 
@@ -317,6 +318,26 @@ impl Advisory {
 
     /// Takes a session lock through `source`.
     pub(crate) async fn lock_session<S: Source + ?Sized>(
+        &self,
+        source: &S,
+        wait: Wait,
+        want_holder: bool,
+    ) -> Result<Outcome<Guard>, Error> {
+        let begun = Instant::now();
+        let result = self.lock_session_counted(source, wait, want_holder).await;
+        metrics::acquisition(
+            self.mode,
+            match &result {
+                Ok(Outcome::Acquired(_)) => metrics::Outcome::Acquired,
+                Ok(_) => metrics::Outcome::Busy,
+                Err(_) => metrics::Outcome::Error,
+            },
+            begun.elapsed(),
+        );
+        result
+    }
+
+    async fn lock_session_counted<S: Source + ?Sized>(
         &self,
         source: &S,
         wait: Wait,

@@ -124,6 +124,7 @@ impl Error {
     }
 
     pub(crate) fn lost(lock: &LockId) -> Error {
+        crate::metrics::lost();
         Error::new(
             ErrorKind::Lost,
             "lock was no longer held when it was released (its session ended or \
@@ -133,6 +134,7 @@ impl Error {
     }
 
     pub(crate) fn lost_while_held(lock: &LockId, why: &str) -> Error {
+        crate::metrics::lost();
         Error::new(ErrorKind::Lost, format!("lock lost while held: {why}")).with_lock(lock)
     }
 
@@ -220,6 +222,7 @@ impl Error {
     /// The same error, reported as the loss of its lock (the connection that held
     /// it is gone).
     pub(crate) fn into_lost(mut self) -> Error {
+        crate::metrics::lost();
         self.inner.kind = ErrorKind::Lost;
         self.inner.message = format!(
             "lock lost: its connection is gone, so the server released it ({})",

@@ -255,6 +255,7 @@
 //! | Raise / Return / Skip | [`Advisory::acquire`], [`Advisory::try_acquire`], [`Advisory::run`], the attribute |
 //! | pools and sessions | [`deadpool_postgres::Pool`], [`Session`] |
 //! | many locks on few connections | [`Locker`] |
+//! | metrics (feature `metrics`) | `pglock_acquisitions_total`, `pglock_wait_seconds`, `pglock_hold_seconds`, `pglock_locks_held`, `pglock_losses_total` through the `metrics` facade (README, "Metrics") |
 //! | a connection you hold | [`Advisory::acquire_on`], [`BorrowedGuard`], [`Guard::client_mut`] |
 //! | introspection | [`status`], [`release_all`] |
 //! | loss, leases, fencing, labels | [`Guard::lost`], [`Advisory::lease`], [`Advisory::fencing`], [`Advisory::label`] |
@@ -291,6 +292,7 @@ mod guard;
 
 mod acquire;
 mod borrowed;
+mod metrics;
 
 mod inspect;
 mod listing;

@@ -254,6 +254,7 @@ impl Guard {
                 .conn
                 .take()
                 .expect("a guard owns its connection until it is released");
+            crate::metrics::ended(self.mode, self.acquired_at.elapsed());
             let hold = self.hold.take();
             let result = match prepared {
                 Ok(prepared) => {
@@ -366,6 +367,7 @@ fn unlocked(rows: &[Row]) -> bool {
 impl Drop for Guard {
     fn drop(&mut self) {
         let Some(conn) = self.conn.take() else { return };
+        crate::metrics::ended(self.mode, self.acquired_at.elapsed());
         if let Some(lease) = &mut self.held.lease {
             lease.stop();
         }
