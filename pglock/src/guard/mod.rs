@@ -11,7 +11,7 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::future::{join, join_all};
@@ -255,11 +255,25 @@ impl Guard {
                 .take()
                 .expect("a guard owns its connection until it is released");
             crate::metrics::ended(self.mode, self.acquired_at.elapsed());
-            let hold = self.hold.take();
+            let mut hold = self.hold.take();
             let result = match prepared {
                 Ok(prepared) => {
                     let holder = self.held.backend_pid;
-                    unlock(conn.exec(), &prepared, key, self.held.settings, holder).await
+                    let mut unlocking = std::pin::pin!(unlock(
+                        conn.exec(),
+                        &prepared,
+                        key,
+                        self.held.settings,
+                        holder
+                    ));
+                    match std::future::poll_fn(|cx| Poll::Ready(unlocking.as_mut().poll(cx))).await
+                    {
+                        Poll::Ready(result) => result,
+                        Poll::Pending => {
+                            hand_over_early(&conn, &mut hold);
+                            unlocking.await
+                        }
+                    }
                 }
                 Err(e) => Unlocked {
                     held: Err(e),
@@ -284,6 +298,19 @@ impl Guard {
         }
         .instrument(span)
         .await
+    }
+}
+
+/// On a shared connection (a `Session`, a `Locker`'s) the next guard of the same
+/// key sends its statements on the same connection, so they run after an unlock
+/// already queued there: the ledger's hold can go as soon as the unlock is queued,
+/// and a handoff between two local guards costs no round trip of its own. (Should
+/// the unlock then fail, the server still counts the hold; the one retried later
+/// releases exactly one hold, whichever guard it was.) On a connection of the
+/// guard's own, the hold goes only once the unlock is through.
+fn hand_over_early(conn: &Conn, hold: &mut Option<Hold>) {
+    if conn.is_shared() {
+        drop(hold.take());
     }
 }
 
@@ -371,16 +398,22 @@ impl Drop for Guard {
         if let Some(lease) = &mut self.held.lease {
             lease.stop();
         }
-        let hold = self.hold.take();
+        let mut hold = self.hold.take();
         if let Some(hold) = &hold {
             hold.disown();
         }
+        // Queued by `finish_detached` before it returns (see `hand_over_early`).
+        let early = conn.is_shared();
         let (key, id, mode, settings) =
             (self.key(), self.id.clone(), self.mode, self.held.settings);
         let holder = self.held.backend_pid;
         let statement = match self.held.in_transaction {
             true => Ending::Transaction(sql::ROLLBACK),
             false => Ending::Unlock(Prepared::Typed(sql::unlock(mode, key.is_pair()))),
+        };
+        let kept = match early {
+            true => hold.take(),
+            false => None,
         };
         finish_detached(async move {
             // Typed, not prepared: queued on the very first poll, in `finish_detached`.
@@ -393,6 +426,9 @@ impl Drop for Guard {
                 Err(e) => tracing::warn!(lock = %id, error = %e, "pglock: unlock on drop failed"),
             }
         });
+        // The unlock is queued on the shared connection: the next local guard's
+        // statements go behind it.
+        drop(kept);
     }
 }
 
