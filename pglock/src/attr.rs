@@ -249,6 +249,13 @@ impl AsSource for Session {
     }
 }
 
+impl AsSource for crate::defaults::DefaultSource {
+    type Source = crate::defaults::DefaultSource;
+    fn as_source(&self) -> &Self::Source {
+        self
+    }
+}
+
 impl AsSource for crate::conn::Locker {
     type Source = crate::conn::Locker;
     fn as_source(&self) -> &Self::Source {

@@ -306,8 +306,8 @@ mod held;
 
 pub use acquire::MIN_LEASE;
 pub use borrowed::BorrowedGuard;
-pub use conn::{Borrowable, Locker, Session, Source};
-pub use defaults::{default_pool, set_default_pool};
+pub use conn::{Borrowable, Locker, LockerBuilder, Session, Source};
+pub use defaults::{default_pool, set_default_locker, set_default_pool};
 pub use error::{Error, ErrorKind, Holder};
 pub use fencing::{fencing_token_parts, install_fencing, FENCING_SCHEMA};
 pub use guard::{Guard, ASSUMED_DRIFT_PERCENT, DEFAULT_CHECK_EVERY};

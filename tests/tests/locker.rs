@@ -252,3 +252,216 @@ async fn randomized_lockers_never_give_two_holders() {
         );
     }
 }
+
+/// A locker's lease: one time-to-live per shared connection, renewed for all its
+/// locks at once while the process runs; when its runtime freezes, the server
+/// ends the connection and frees every lock on it. Its label names the holders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lockers_lease_expires_when_its_process_freezes() {
+    let observer = connect().await;
+    let pool = pool(3).await;
+    let prefix = unique_name("locker-lease");
+    let names: Vec<String> = (0..5).map(|i| format!("{prefix}:{i}")).collect();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let (freeze_tx, freeze_rx) = std::sync::mpsc::channel::<()>();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Vec<bool>>();
+    let holder = std::thread::spawn({
+        let (pool, names) = (pool.clone(), names.clone());
+        move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let locker = pglock::Locker::builder(&pool)
+                    .connections(1)
+                    .lease(Duration::from_millis(600))
+                    .label("locker-lease-test")
+                    .build()
+                    .await
+                    .unwrap();
+                let mut guards = Vec::new();
+                for name in &names {
+                    guards.push(
+                        pglock::advisory(name.as_str())
+                            .try_acquire(&locker)
+                            .await
+                            .unwrap()
+                            .unwrap(),
+                    );
+                }
+                // Healthy for three times the lease: the renewals keep it.
+                tokio::time::sleep(Duration::from_millis(1800)).await;
+                ready_tx.send(()).unwrap();
+                // The process freezes: nothing runs on this runtime.
+                freeze_rx.recv().unwrap();
+                std::thread::sleep(Duration::from_millis(2500));
+                let mut lost = Vec::new();
+                for guard in guards {
+                    lost.push(guard.release().await.is_err_and(|e| e.is_lost()));
+                }
+                done_tx.send(lost).unwrap();
+            });
+        }
+    });
+    tokio::task::spawn_blocking(move || ready_rx.recv().unwrap())
+        .await
+        .unwrap();
+    for name in &names {
+        let status = pglock::status(&observer, name.as_str()).await.unwrap();
+        assert_eq!(status.holders.len(), 1, "held after 3 × the lease: {name}");
+        assert_eq!(
+            status.holders[0].application_name.as_deref(),
+            Some("locker-lease-test")
+        );
+    }
+    freeze_tx.send(()).unwrap();
+    let frozen = Instant::now();
+    let freed = eventually(Duration::from_secs(2), || async {
+        holders(&observer, &names[0]).await.is_empty()
+    })
+    .await;
+    println!(
+        "FIGURE locker lease: 600 ms lease, freed {:?} after the process froze",
+        frozen.elapsed()
+    );
+    assert!(freed, "the server did not end the silent connection");
+    for name in &names {
+        assert!(holders(&observer, name).await.is_empty());
+    }
+    let lost = done_rx.await.unwrap();
+    assert!(lost.iter().all(|l| *l), "every guard reports the loss: {lost:?}");
+    holder.join().unwrap();
+}
+
+// Two OS processes, each with a locker, hammer three names ------------------
+
+const ROLE: &str = "PGLOCK_LOCKER_ROLE";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn witness_across_two_processes() {
+    let direct = connect().await;
+    let table = format!("pglock_locker_witness_{}", std::process::id());
+    direct
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (slot int PRIMARY KEY, \
+             inside int NOT NULL, total int NOT NULL); \
+             INSERT INTO {table} SELECT g, 0, 0 FROM generate_series(0, 2) g"
+        ))
+        .await
+        .unwrap();
+    let prefix = unique_name("locker-procs");
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["locker_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+                .env(ROLE, "hammer")
+                .env("PGLOCK_LOCKER_PREFIX", &prefix)
+                .env("PGLOCK_LOCKER_TABLE", &table)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let (mut acquisitions, mut worst) = (0u64, 0u64);
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "child failed:\n{stdout}");
+        let line = stdout.lines().find_map(|l| l.split("RESULT ").nth(1)).unwrap();
+        let mut parts = line.split_whitespace().map(|p| p.parse::<u64>().unwrap());
+        acquisitions += parts.next().unwrap();
+        worst = worst.max(parts.next().unwrap());
+    }
+    println!(
+        "FIGURE locker: 2 processes × 6 tasks × 3 names, {acquisitions} acquisitions, at most \
+         {worst} holder(s) of a name at once"
+    );
+    assert!(acquisitions > 20);
+    assert_eq!(worst, 1, "two holders at once");
+    let total: i64 = direct
+        .query_one(&format!("SELECT sum(total)::int8 FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(total as u64, acquisitions);
+    for slot in 0..3 {
+        let name = format!("{prefix}:{slot}");
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                holders(&direct, &name).await.is_empty()
+            })
+            .await
+        );
+    }
+    direct.batch_execute(&format!("DROP TABLE {table}")).await.unwrap();
+}
+
+/// Not a test: the child processes' entry point.
+#[test]
+#[ignore = "entry point for the child processes of witness_across_two_processes"]
+fn locker_child() {
+    if std::env::var(ROLE).is_err() {
+        return;
+    }
+    let prefix = std::env::var("PGLOCK_LOCKER_PREFIX").unwrap();
+    let table = std::env::var("PGLOCK_LOCKER_TABLE").unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (count, worst) = rt.block_on(async move {
+        let pool = pool(6).await;
+        let locker = pglock::Locker::new(&pool, 2).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut tasks = Vec::new();
+        for t in 0..6usize {
+            let (locker, prefix, table) = (locker.clone(), prefix.clone(), table.clone());
+            tasks.push(tokio::spawn(async move {
+                let witness = connect().await;
+                let (mut count, mut worst) = (0u64, 0u64);
+                let mut i = t;
+                while Instant::now() < deadline {
+                    i += 1;
+                    let slot = (i % 3) as i32;
+                    let name = format!("{prefix}:{slot}");
+                    let lock = pglock::advisory(name.as_str())
+                        .timeout(Duration::from_millis(5 + (i as u64 * 13) % 40));
+                    let Ok(guard) = lock.acquire(&locker).await else { continue };
+                    let inside: i32 = witness
+                        .query_one(
+                            &format!("UPDATE {table} SET inside = inside + 1 WHERE slot = $1 RETURNING inside"),
+                            &[&slot],
+                        )
+                        .await
+                        .unwrap()
+                        .get(0);
+                    worst = worst.max(inside as u64);
+                    witness
+                        .execute(
+                            &format!("UPDATE {table} SET inside = inside - 1, total = total + 1 WHERE slot = $1"),
+                            &[&slot],
+                        )
+                        .await
+                        .unwrap();
+                    if i.is_multiple_of(2) {
+                        drop(guard);
+                    } else {
+                        guard.release().await.unwrap();
+                    }
+                    count += 1;
+                }
+                (count, worst)
+            }));
+        }
+        let (mut count, mut worst) = (0, 0);
+        for t in tasks {
+            let (c, w) = t.await.unwrap();
+            count += c;
+            worst = worst.max(w);
+        }
+        (count, worst)
+    });
+    println!("RESULT {count} {worst}");
+}

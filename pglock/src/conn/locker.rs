@@ -2,10 +2,14 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::AbortHandle;
+use tokio_postgres::types::Type;
 
 use super::ledger::Ledger;
 use super::source::private::Sealed;
-use super::{Conn, Session, Source};
+use super::{Conn, Exec, Param, Prepared, Session, Source};
 use crate::error::Error;
 use crate::key::LockKey;
 
@@ -49,8 +53,12 @@ use crate::key::LockKey;
 ///   acquisitions.
 /// - Settings belong to a connection, and a shared connection's are everybody's:
 ///   per-guard [`lease`](crate::Advisory::lease) and
-///   [`label`](crate::Advisory::label) are refused (as on a [`Session`]), unless
-///   the lock had to wait and is held on a connection of its own.
+///   [`label`](crate::Advisory::label) are refused (as on a [`Session`]). A locker
+///   has its own instead ([`Locker::builder`]): one label for its connections, and
+///   one lease per connection — the server ends a shared connection that stays
+///   silent for the time-to-live (a hung or frozen process), freeing every lock
+///   on it, and a task renews it every third of it for all those locks at once;
+///   the guards' local deadlines count on it.
 /// - The server's lock table (about `max_locks_per_transaction × max_connections`
 ///   entries, 6,400 with the defaults) bounds how many locks all clients hold at
 ///   once, however few connections hold them; past it an acquisition fails with
@@ -67,6 +75,96 @@ struct Inner {
     pool: deadpool_postgres::Pool,
     shared: Mutex<Vec<Session>>,
     ledger: Arc<Ledger>,
+    settings: Settings,
+    renewers: Mutex<Vec<AbortHandle>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for renewer in lock(&self.renewers).drain(..) {
+            renewer.abort();
+        }
+    }
+}
+
+/// A locker's own settings, applied to each of its shared connections.
+#[derive(Clone, Debug, Default)]
+struct Settings {
+    lease: Option<Duration>,
+    label: Option<String>,
+}
+
+/// Builds a [`Locker`] with settings of its own: [`Locker::builder`].
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `build` is awaited"]
+pub struct LockerBuilder {
+    pool: deadpool_postgres::Pool,
+    connections: usize,
+    settings: Settings,
+}
+
+impl LockerBuilder {
+    /// How many shared connections hold the locks (default 4).
+    pub fn connections(mut self, connections: usize) -> Self {
+        self.connections = connections;
+        self
+    }
+
+    /// A time-to-live for each shared connection (at least
+    /// [`MIN_LEASE`](crate::MIN_LEASE); PostgreSQL 14 or later): the server ends a
+    /// connection that stays silent that long, and a task renews it every third
+    /// of it while the process runs.
+    pub fn lease(mut self, ttl: Duration) -> Self {
+        self.settings.lease = Some(ttl);
+        self
+    }
+
+    /// A label for the holders: the shared connections' `application_name`
+    /// (at most 63 bytes of printable ASCII), shown by [`status`](crate::status),
+    /// `pg_stat_activity` and others' not-acquired errors.
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.settings.label = Some(label.into());
+        self
+    }
+
+    /// Takes the shared connections out of the pool and applies the settings.
+    ///
+    /// # Errors
+    /// [`is_pool`](Error::is_pool) when the pool cannot hand out the connections;
+    /// [`is_invalid_argument`](Error::is_invalid_argument) for zero connections, a
+    /// bad lease or label; a database error when the server refuses a setting.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: connections already taken are closed when dropped.
+    pub async fn build(self) -> Result<Locker, Error> {
+        if self.connections == 0 {
+            return Err(Error::invalid_argument(
+                "a locker needs at least one connection",
+            ));
+        }
+        if let Some(label) = &self.settings.label {
+            if label.len() > 63 || label.chars().any(|c| !(' '..='~').contains(&c)) {
+                return Err(Error::invalid_argument(format!(
+                    "locker label {label:?}: at most 63 bytes of printable ASCII (what \
+                     PostgreSQL keeps and shows of an application_name)"
+                )));
+            }
+        }
+        let locker = Locker {
+            inner: Arc::new(Inner {
+                pool: self.pool,
+                shared: Mutex::new(Vec::new()),
+                ledger: Arc::default(),
+                settings: self.settings,
+                renewers: Mutex::new(Vec::new()),
+            }),
+        };
+        for _ in 0..self.connections {
+            let session = locker.open().await?;
+            lock(&locker.inner.shared).push(session);
+        }
+        Ok(locker)
+    }
 }
 
 impl Locker {
@@ -80,22 +178,46 @@ impl Locker {
     /// # Cancel safety
     /// Cancel-safe: connections already taken are closed when dropped.
     pub async fn new(pool: &deadpool_postgres::Pool, connections: usize) -> Result<Locker, Error> {
-        if connections == 0 {
-            return Err(Error::invalid_argument(
-                "a locker needs at least one connection",
-            ));
+        Locker::builder(pool).connections(connections).build().await
+    }
+
+    /// A locker with settings of its own: a lease per connection, a label.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: deadpool_postgres::Pool) -> Result<(), pglock::Error> {
+    /// use std::time::Duration;
+    /// let locker = pglock::Locker::builder(&pool)
+    ///     .connections(2)
+    ///     .lease(Duration::from_secs(30))
+    ///     .label("billing-worker-7")
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder(pool: &deadpool_postgres::Pool) -> LockerBuilder {
+        LockerBuilder {
+            pool: pool.clone(),
+            connections: 4,
+            settings: Settings::default(),
         }
-        let mut shared = Vec::with_capacity(connections);
-        for _ in 0..connections {
-            shared.push(Session::from_pooled(pool.get().await.map_err(Error::pool)?));
+    }
+
+    /// A shared connection: taken out of the pool for good, with the locker's
+    /// label and lease.
+    async fn open(&self) -> Result<Session, Error> {
+        let session = Session::from_pooled(self.inner.pool.get().await.map_err(Error::pool)?);
+        if let Some(label) = &self.inner.settings.label {
+            let params: [Param<'_>; 1] = [(label, Type::TEXT)];
+            Exec::Session(&session)
+                .query(&Prepared::Typed(crate::sql::SET_LABEL), &params)
+                .await
+                .map_err(Error::db)?;
         }
-        Ok(Locker {
-            inner: Arc::new(Inner {
-                pool: pool.clone(),
-                shared: Mutex::new(shared),
-                ledger: Arc::default(),
-            }),
-        })
+        if let Some(ttl) = self.inner.settings.lease {
+            let renewer = session.lease_connection(ttl).await?;
+            lock(&self.inner.renewers).push(renewer);
+        }
+        Ok(session)
     }
 
     /// How many shared connections hold the locks.
@@ -114,7 +236,7 @@ impl Locker {
         if !session.is_closed() {
             return Ok(session);
         }
-        let fresh = Session::from_pooled(self.inner.pool.get().await.map_err(Error::pool)?);
+        let fresh = self.open().await?;
         let mut shared = lock(&self.inner.shared);
         if shared[index].is_closed() {
             shared[index] = fresh;

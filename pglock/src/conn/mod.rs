@@ -22,7 +22,7 @@ use std::future::Future;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{CancelToken, Row, Statement};
 
-pub use locker::Locker;
+pub use locker::{Locker, LockerBuilder};
 #[cfg(feature = "tls")]
 pub(crate) use session::Driver;
 pub use session::Session;

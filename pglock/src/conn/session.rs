@@ -70,6 +70,9 @@ struct Inner {
     keepalive: Option<Keepalive>,
     /// The last confirmed contact with the server, shared by the session's guards.
     contact: Arc<Contact>,
+    /// A time-to-live of the whole connection (a `Locker`'s leased connections):
+    /// the server ends it after that much silence.
+    lease: Mutex<Option<Duration>>,
 }
 
 impl Drop for Inner {
@@ -114,6 +117,7 @@ impl Session {
                 driver,
                 keepalive,
                 contact: Arc::new(Contact::new(Instant::now())),
+                lease: Mutex::new(None),
             }),
         }
     }
@@ -226,6 +230,50 @@ impl Session {
     /// The last confirmed contact on the connection.
     pub(crate) fn contact(&self) -> &Arc<Contact> {
         &self.inner.contact
+    }
+
+    /// The connection's own time-to-live, when it has one.
+    pub(crate) fn connection_lease(&self) -> Option<Duration> {
+        *self.inner.lease.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Gives the whole connection a time-to-live (`idle_session_timeout`, set
+    /// now) and renews it every third of it from a task, each answer confirming
+    /// contact; the task ends when `until` is dropped. Used by a `Locker`.
+    pub(crate) async fn lease_connection(&self, ttl: Duration) -> Result<AbortHandle, Error> {
+        let value = sql::millis(ttl)
+            .filter(|_| ttl >= crate::MIN_LEASE)
+            .ok_or_else(|| {
+                Error::invalid_argument(format!(
+                    "a connection lease of {ttl:?} must be between {:?} and 2147483647 ms",
+                    crate::MIN_LEASE
+                ))
+            })?;
+        let params: [super::Param<'_>; 1] = [(&value, tokio_postgres::types::Type::TEXT)];
+        Exec::Session(self)
+            .query(&super::Prepared::Typed(sql::SET_TTL), &params)
+            .await
+            .map_err(Error::db)?;
+        *self.inner.lease.lock().unwrap_or_else(|p| p.into_inner()) = Some(ttl);
+        let weak = Arc::downgrade(&self.inner);
+        Ok(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ttl / 3).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let session = Session { inner };
+                let params: [super::Param<'_>; 1] =
+                    [(&value, tokio_postgres::types::Type::TEXT)];
+                let sent = Instant::now();
+                match Exec::Session(&session)
+                    .query(&super::Prepared::Typed(sql::SET_TTL), &params)
+                    .await
+                {
+                    Ok(_) => session.contact().confirm(sent),
+                    Err(_) => return,
+                }
+            }
+        })
+        .abort_handle())
     }
 
     /// Closes the connection if this session drives it ([`connect`](Session::connect)):

@@ -122,6 +122,8 @@ impl Safety {
 pub(crate) struct Deadline {
     contact: Arc<Contact>,
     keepalive: Option<Keepalive>,
+    /// The connection's own time-to-live (a `Locker`'s leased connections).
+    connection_lease: Option<Duration>,
     safety: Safety,
 }
 
@@ -131,6 +133,7 @@ impl Deadline {
     pub(crate) fn new(
         contact: Arc<Contact>,
         keepalive: Option<Keepalive>,
+        connection_lease: Option<Duration>,
         safety: Safety,
         granted: Instant,
     ) -> Deadline {
@@ -138,14 +141,23 @@ impl Deadline {
         Deadline {
             contact,
             keepalive: keepalive.or(safety.keepalive),
+            connection_lease,
             safety,
+        }
+    }
+
+    /// The shorter of the lock's lease and its connection's.
+    fn ttl(&self, lease: Option<Duration>) -> Option<Duration> {
+        match (lease, self.connection_lease) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
     /// How long after a confirmed contact the lock counts as held, for a lease
     /// of `ttl` (if any); `None` without a known server bound.
     pub(crate) fn span(&self, ttl: Option<Duration>) -> Option<Duration> {
-        bound(self.keepalive, ttl).map(|b| self.safety.span(b))
+        bound(self.keepalive, self.ttl(ttl)).map(|b| self.safety.span(b))
     }
 
     /// How often a plain lock's active checks must run to keep it: half the
@@ -156,7 +168,7 @@ impl Deadline {
 
     /// The margin kept before the server bound.
     pub(crate) fn margin(&self, ttl: Option<Duration>) -> Option<Duration> {
-        bound(self.keepalive, ttl).map(|b| self.safety.margin(b))
+        bound(self.keepalive, self.ttl(ttl)).map(|b| self.safety.margin(b))
     }
 
     /// When the lock stops counting as held unless contact is confirmed again.
@@ -190,9 +202,19 @@ mod tests {
         let d = Deadline::new(
             Arc::new(Contact::new(now)),
             Some(Keepalive::default()),
+            None,
             Safety::default(),
             now,
         );
+        // A connection lease shorter than the keepalive bound is the bound.
+        let leased = Deadline::new(
+            Arc::new(Contact::new(now)),
+            Some(Keepalive::default()),
+            Some(Duration::from_secs(10)),
+            Safety::default(),
+            now,
+        );
+        assert_eq!(leased.span(None), Some(Duration::from_millis(8_900)));
         // 25 s less 1 % (0.25 s) less a tenth (2.5 s).
         assert_eq!(d.span(None), Some(Duration::from_millis(22_250)));
         assert_eq!(d.margin(None), Some(Duration::from_millis(2_500)));
@@ -202,7 +224,13 @@ mod tests {
         assert!(at <= now + d.span(None).unwrap());
         d.confirm(now + s(5));
         assert!(d.at(None).unwrap() > at + s(4));
-        let unknown = Deadline::new(Arc::new(Contact::new(now)), None, Safety::default(), now);
+        let unknown = Deadline::new(
+            Arc::new(Contact::new(now)),
+            None,
+            None,
+            Safety::default(),
+            now,
+        );
         assert_eq!(unknown.at(None), None);
         assert!(unknown.at(Some(s(3))).is_some());
     }

@@ -93,11 +93,13 @@ impl Guard {
         held: Held,
     ) -> Guard {
         let acquired_at = Instant::now();
-        let (contact, keepalive) = match &conn {
-            Conn::Session(s) | Conn::Dedicated(s) => (s.contact().clone(), s.keepalive()),
-            Conn::Pooled(_) => (Arc::new(Contact::new(acquired_at)), None),
+        let (contact, keepalive, connection_lease) = match &conn {
+            Conn::Session(s) | Conn::Dedicated(s) => {
+                (s.contact().clone(), s.keepalive(), s.connection_lease())
+            }
+            Conn::Pooled(_) => (Arc::new(Contact::new(acquired_at)), None, None),
         };
-        let deadline = Deadline::new(contact, keepalive, held.safety, acquired_at);
+        let deadline = Deadline::new(contact, keepalive, connection_lease, held.safety, acquired_at);
         Guard {
             deadline,
             conn: Some(conn),
