@@ -7,8 +7,9 @@
 //!    acquisitions/s through a `Locker` of 4 connections against a deadpool pool
 //!    of 4 (a connection per held lock);
 //! 3. a single uncontended acquire + release on one connection against raw
-//!    `tokio-postgres` prepared `pg_try_advisory_lock` + `pg_advisory_unlock`,
-//!    timed interleaved cycle by cycle and in blocks of consecutive cycles;
+//!    `tokio-postgres` prepared `pg_try_advisory_lock` + `pg_advisory_unlock` and
+//!    sqlx's `PgAdvisoryLock` (try + `release_now`), timed interleaved cycle by
+//!    cycle and in blocks of consecutive cycles;
 //! 4. 16 tasks contending for one name: handoffs/s against raw.
 //!
 //! `cargo run --release -p pglock-examples --example bench_locker [-- LOCKS TASKS SECONDS]`
@@ -114,8 +115,20 @@ async fn main() -> Result {
         pglock_cycle().await?;
         pglock_drop_cycle().await?;
     }
+    // sqlx's PgAdvisoryLock on a connection of its own: try + release_now.
+    let mut sq =
+        <sqlx::PgConnection as sqlx::Connection>::connect(&pglock_examples::database_url()).await?;
+    let sqlx_lock =
+        sqlx::postgres::PgAdvisoryLock::new(format!("bench-locker-sqlx:{}", std::process::id()));
+    for _ in 0..200 {
+        sqlx_cycle(&sqlx_lock, &mut sq).await?;
+    }
+    let mut sqlx_t = Duration::ZERO;
     let (mut raw_t, mut pg_t, mut drop_t) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     for _ in 0..2000 {
+        let t = Instant::now();
+        sqlx_cycle(&sqlx_lock, &mut sq).await?;
+        sqlx_t += t.elapsed();
         let t = Instant::now();
         raw_cycle().await?;
         raw_t += t.elapsed();
@@ -135,8 +148,21 @@ async fn main() -> Result {
         us(drop_t, 2000.0),
         drop_t.as_secs_f64() / raw_t.as_secs_f64()
     );
+    println!(
+        "target 3 (interleaved): sqlx PgAdvisoryLock try + release_now {:.1} µs: locker with \
+         release().await / sqlx {:.2}, guard dropped / sqlx {:.2} (target < 1)",
+        us(sqlx_t, 2000.0),
+        pg_t.as_secs_f64() / sqlx_t.as_secs_f64(),
+        drop_t.as_secs_f64() / sqlx_t.as_secs_f64()
+    );
     let (mut raw_b, mut pg_b, mut drop_b) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let mut sqlx_b = Duration::ZERO;
     for _ in 0..3 {
+        let t = Instant::now();
+        for _ in 0..1000 {
+            sqlx_cycle(&sqlx_lock, &mut sq).await?;
+        }
+        sqlx_b += t.elapsed();
         let t = Instant::now();
         for _ in 0..1000 {
             raw_cycle().await?;
@@ -160,6 +186,13 @@ async fn main() -> Result {
         pg_b.as_secs_f64() / raw_b.as_secs_f64(),
         us(drop_b, 3000.0),
         drop_b.as_secs_f64() / raw_b.as_secs_f64()
+    );
+    println!(
+        "target 3 (blocks): sqlx {:.1} µs: locker with release().await / sqlx {:.2}, guard \
+         dropped / sqlx {:.2} (target < 1)",
+        us(sqlx_b, 3000.0),
+        pg_b.as_secs_f64() / sqlx_b.as_secs_f64(),
+        drop_b.as_secs_f64() / sqlx_b.as_secs_f64()
     );
 
     // 4. 16 tasks on one name.
@@ -193,6 +226,20 @@ async fn main() -> Result {
     );
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average at end: {}", load.trim());
+    Ok(())
+}
+
+/// One sqlx cycle: `try_acquire` on the connection, then `release_now`.
+async fn sqlx_cycle(
+    lock: &sqlx::postgres::PgAdvisoryLock,
+    conn: &mut sqlx::PgConnection,
+) -> Result {
+    match lock.try_acquire(conn).await? {
+        sqlx::Either::Left(guard) => {
+            guard.release_now().await?;
+        }
+        sqlx::Either::Right(_) => return Err("sqlx: the lock was busy".into()),
+    }
     Ok(())
 }
 

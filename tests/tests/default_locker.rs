@@ -30,7 +30,9 @@ async fn attributed_functions_lock_through_the_default_locker() {
     };
     pglock::set_default_locker(locker.clone()).unwrap();
     assert!(pglock::default_pool().is_none());
-    assert!(pglock::set_default_pool(pool.clone()).unwrap_err().is_misuse());
+    assert!(pglock::set_default_pool(pool.clone())
+        .unwrap_err()
+        .is_misuse());
 
     let name = unique_name("default-locker");
     let seen = report(&name, &observer).await.expect("ran");

@@ -330,7 +330,10 @@ async fn a_lockers_lease_expires_when_its_process_freezes() {
         assert!(holders(&observer, name).await.is_empty());
     }
     let lost = done_rx.await.unwrap();
-    assert!(lost.iter().all(|l| *l), "every guard reports the loss: {lost:?}");
+    assert!(
+        lost.iter().all(|l| *l),
+        "every guard reports the loss: {lost:?}"
+    );
     holder.join().unwrap();
 }
 
@@ -354,7 +357,13 @@ async fn witness_across_two_processes() {
     let children: Vec<_> = (0..2)
         .map(|_| {
             std::process::Command::new(std::env::current_exe().unwrap())
-                .args(["locker_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+                .args([
+                    "locker_child",
+                    "--exact",
+                    "--ignored",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
                 .env(ROLE, "hammer")
                 .env("PGLOCK_LOCKER_PREFIX", &prefix)
                 .env("PGLOCK_LOCKER_TABLE", &table)
@@ -368,7 +377,10 @@ async fn witness_across_two_processes() {
         let out = child.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "child failed:\n{stdout}");
-        let line = stdout.lines().find_map(|l| l.split("RESULT ").nth(1)).unwrap();
+        let line = stdout
+            .lines()
+            .find_map(|l| l.split("RESULT ").nth(1))
+            .unwrap();
         let mut parts = line.split_whitespace().map(|p| p.parse::<u64>().unwrap());
         acquisitions += parts.next().unwrap();
         worst = worst.max(parts.next().unwrap());
@@ -394,7 +406,10 @@ async fn witness_across_two_processes() {
             .await
         );
     }
-    direct.batch_execute(&format!("DROP TABLE {table}")).await.unwrap();
+    direct
+        .batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
 }
 
 /// Not a test: the child processes' entry point.

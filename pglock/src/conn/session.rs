@@ -261,8 +261,7 @@ impl Session {
                 tokio::time::sleep(ttl / 3).await;
                 let Some(inner) = weak.upgrade() else { return };
                 let session = Session { inner };
-                let params: [super::Param<'_>; 1] =
-                    [(&value, tokio_postgres::types::Type::TEXT)];
+                let params: [super::Param<'_>; 1] = [(&value, tokio_postgres::types::Type::TEXT)];
                 let sent = Instant::now();
                 match Exec::Session(&session)
                     .query(&super::Prepared::Typed(sql::SET_TTL), &params)

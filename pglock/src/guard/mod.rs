@@ -99,7 +99,13 @@ impl Guard {
             }
             Conn::Pooled(_) => (Arc::new(Contact::new(acquired_at)), None, None),
         };
-        let deadline = Deadline::new(contact, keepalive, connection_lease, held.safety, acquired_at);
+        let deadline = Deadline::new(
+            contact,
+            keepalive,
+            connection_lease,
+            held.safety,
+            acquired_at,
+        );
         Guard {
             deadline,
             conn: Some(conn),
