@@ -12,11 +12,13 @@
 //! the harness's own, never through pglock. Advisory locks are database-wide, so
 //! every test takes its names from [`unique_name`].
 
+mod children;
 pub mod netns;
 mod pgbouncer;
 mod relay;
 mod replica;
 
+pub use children::{child_result, spawn_child};
 pub use pgbouncer::{PgBouncer, PoolMode};
 pub use relay::Relay;
 pub use replica::{in_recovery, Replica};

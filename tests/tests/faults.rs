@@ -5,7 +5,6 @@
 //! and the pool still usable. Figures are printed (`cargo test --test faults --
 //! --nocapture` shows them).
 
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -328,34 +327,11 @@ async fn f4_cancellation_storm_leaks_nothing() {
 
 const ROLE: &str = "PGLOCK_FAULTS_ROLE";
 
-/// Runs this test binary again as a child doing one role, and parses its
-/// `RESULT a b` line.
-fn spawn_child(role: &str, env: &[(&str, String)]) -> std::process::Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "child_process_entry",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ROLE, role)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn child")
-}
-
-fn child_result(child: std::process::Child) -> (u64, u64) {
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "child failed:\n{stdout}");
-    let line = stdout
-        .lines()
-        .find_map(|l| l.split("RESULT ").nth(1))
-        .unwrap_or_else(|| panic!("no RESULT in:\n{stdout}"));
-    let mut parts = line.split_whitespace().map(|p| p.parse::<u64>().unwrap());
-    (parts.next().unwrap(), parts.next().unwrap())
+/// Runs this test binary again as a child doing one role.
+fn spawn_role(role: &str, env: &[(&str, String)]) -> std::process::Child {
+    let mut env = env.to_vec();
+    env.push((ROLE, role.to_string()));
+    pglock_tests::spawn_child("child_process_entry", &env)
 }
 
 /// Not a test: the entry point of the child processes the multi-process cases
@@ -486,9 +462,12 @@ async fn f5_mutual_exclusion_across_processes() {
     let seconds = 3;
     let started = Instant::now();
     let children: Vec<_> = (0..2)
-        .map(|_| spawn_child("mutex", &child_env(&url, &names, &table, seconds)))
+        .map(|_| spawn_role("mutex", &child_env(&url, &names, &table, seconds)))
         .collect();
-    let results: Vec<(u64, u64)> = children.into_iter().map(child_result).collect();
+    let results: Vec<(u64, u64)> = children
+        .into_iter()
+        .map(pglock_tests::child_result)
+        .collect();
     let elapsed = started.elapsed();
     let acquisitions: u64 = results.iter().map(|r| r.0).sum();
     let most: u64 = results.iter().map(|r| r.1).max().unwrap();
@@ -543,9 +522,12 @@ async fn f8_fencing_tokens_increase_across_processes_and_restarts() {
         .await
         .unwrap();
     let children: Vec<_> = (0..2)
-        .map(|_| spawn_child("fencing", &child_env(&url, &names, table, 2)))
+        .map(|_| spawn_role("fencing", &child_env(&url, &names, table, 2)))
         .collect();
-    let results: Vec<(u64, u64)> = children.into_iter().map(child_result).collect();
+    let results: Vec<(u64, u64)> = children
+        .into_iter()
+        .map(pglock_tests::child_result)
+        .collect();
     let acquisitions: u64 = results.iter().map(|r| r.0).sum();
     let stale: u64 = results.iter().map(|r| r.1).sum();
     figure("fenced acquisitions across 2 processes", acquisitions);

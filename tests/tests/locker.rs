@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pglock_tests::{connect, eventually, holders, pool, unique_name, Fixture};
+use pglock_tests::{
+    child_result, connect, eventually, holders, pool, spawn_child, unique_name, Fixture,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_locks_on_four_connections() {
@@ -354,36 +356,17 @@ async fn witness_across_two_processes() {
         .await
         .unwrap();
     let prefix = unique_name("locker-procs");
-    let children: Vec<_> = (0..2)
-        .map(|_| {
-            std::process::Command::new(std::env::current_exe().unwrap())
-                .args([
-                    "locker_child",
-                    "--exact",
-                    "--ignored",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env(ROLE, "hammer")
-                .env("PGLOCK_LOCKER_PREFIX", &prefix)
-                .env("PGLOCK_LOCKER_TABLE", &table)
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let env = [
+        (ROLE, "hammer".to_string()),
+        ("PGLOCK_LOCKER_PREFIX", prefix.clone()),
+        ("PGLOCK_LOCKER_TABLE", table.clone()),
+    ];
+    let children: Vec<_> = (0..2).map(|_| spawn_child("locker_child", &env)).collect();
     let (mut acquisitions, mut worst) = (0u64, 0u64);
     for child in children {
-        let out = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "child failed:\n{stdout}");
-        let line = stdout
-            .lines()
-            .find_map(|l| l.split("RESULT ").nth(1))
-            .unwrap();
-        let mut parts = line.split_whitespace().map(|p| p.parse::<u64>().unwrap());
-        acquisitions += parts.next().unwrap();
-        worst = worst.max(parts.next().unwrap());
+        let (count, most) = child_result(child);
+        acquisitions += count;
+        worst = worst.max(most);
     }
     println!(
         "FIGURE locker: 2 processes × 6 tasks × 3 names, {acquisitions} acquisitions, at most \

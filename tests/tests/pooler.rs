@@ -4,10 +4,9 @@
 //! works there. Both modes are checked with a witness across two OS processes:
 //! zero overlaps, nothing left held.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use pglock_tests::{connect, pool_for, Fixture, PgBouncer, PoolMode};
+use pglock_tests::{child_result, connect, pool_for, spawn_child, Fixture, PgBouncer, PoolMode};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_connect_works_through_pgbouncer_in_both_modes() {
@@ -181,38 +180,21 @@ async fn witness_across_processes_through_pgbouncer() {
             .await
             .unwrap();
         let name = pglock_tests::unique_name("pooler-witness");
-        let children: Vec<_> = (0..2)
-            .map(|_| {
-                Command::new(std::env::current_exe().unwrap())
-                    .args([
-                        "child_entry",
-                        "--exact",
-                        "--ignored",
-                        "--nocapture",
-                        "--test-threads=1",
-                    ])
-                    .env(ROLE, if pooler_safe { "safe" } else { "session" })
-                    .env("PGLOCK_POOLER_URL", bouncer.url())
-                    .env("PGLOCK_POOLER_NAME", &name)
-                    .env("PGLOCK_POOLER_TABLE", &table)
-                    .stdout(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        let mut acquisitions = 0;
-        let mut worst = 0;
+        let env = [
+            (
+                ROLE,
+                if pooler_safe { "safe" } else { "session" }.to_string(),
+            ),
+            ("PGLOCK_POOLER_URL", bouncer.url()),
+            ("PGLOCK_POOLER_NAME", name.clone()),
+            ("PGLOCK_POOLER_TABLE", table.clone()),
+        ];
+        let children: Vec<_> = (0..2).map(|_| spawn_child("child_entry", &env)).collect();
+        let (mut acquisitions, mut worst) = (0u64, 0u64);
         for child in children {
-            let out = child.wait_with_output().unwrap();
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(out.status.success(), "child failed:\n{stdout}");
-            let line = stdout
-                .lines()
-                .find_map(|l| l.split("RESULT ").nth(1))
-                .unwrap();
-            let mut parts = line.split_whitespace().map(|p| p.parse::<u64>().unwrap());
-            acquisitions += parts.next().unwrap();
-            worst = worst.max(parts.next().unwrap());
+            let (count, most) = child_result(child);
+            acquisitions += count;
+            worst = worst.max(most);
         }
         println!(
             "FIGURE pgbouncer {mode:?} (pooler_safe={pooler_safe}): {acquisitions} acquisitions \
