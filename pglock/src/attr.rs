@@ -225,8 +225,8 @@ fn check(lock: &Advisory) -> Result<(), Error> {
 /// `Box` of one.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a connection source for #[pglock::advisory]",
-    label = "`pool = …` must give a `deadpool_postgres::Pool` or a `pglock::Session`",
-    note = "a reference, `Arc` or `Box` of either works too, e.g. `pool = &self.pool`"
+    label = "`pool = …` must give a `deadpool_postgres::Pool`, a `pglock::Session` or a `pglock::Locker`",
+    note = "a reference, `Arc` or `Box` of one works too, e.g. `pool = &self.pool`"
 )]
 pub trait AsSource {
     /// The source locks are taken through.
@@ -249,6 +249,7 @@ impl AsSource for Session {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl AsSource for crate::defaults::DefaultSource {
     type Source = crate::defaults::DefaultSource;
     fn as_source(&self) -> &Self::Source {

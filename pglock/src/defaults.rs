@@ -114,4 +114,5 @@ impl Sealed for DefaultSource {
         }
     }
 }
+#[diagnostic::do_not_recommend]
 impl Source for DefaultSource {}
