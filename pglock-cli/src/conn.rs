@@ -193,3 +193,13 @@ pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+/// Connects as `settings(url)` says; the error is printed for the person at the
+/// terminal, and the caller exits with the database-error status.
+pub(crate) async fn connect(url: Option<&str>) -> Option<Client> {
+    let connected = match settings(url) {
+        Ok(settings) => settings.connect().await,
+        Err(e) => Err(e),
+    };
+    connected.map_err(|e| eprintln!("pglock: {e}")).ok()
+}

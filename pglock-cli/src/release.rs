@@ -19,18 +19,8 @@ pub(crate) struct ReleaseArgs {
 /// Returns the exit status: 0 terminated, 1 refused (no --yes) or no such
 /// backend, 3 database error.
 pub(crate) async fn release(url: Option<&str>, args: ReleaseArgs) -> u8 {
-    let client = match conn::settings(url) {
-        Ok(settings) => match settings.connect().await {
-            Ok(client) => client,
-            Err(e) => {
-                eprintln!("pglock: {e}");
-                return EXIT_DB;
-            }
-        },
-        Err(e) => {
-            eprintln!("pglock: {e}");
-            return EXIT_DB;
-        }
+    let Some(client) = conn::connect(url).await else {
+        return EXIT_DB;
     };
     let pid = args.terminate;
     let found = client

@@ -108,18 +108,8 @@ pub(crate) async fn status(url: Option<&str>, args: StatusArgs) -> u8 {
             }
         }
     }
-    let client = match conn::settings(url) {
-        Ok(settings) => match settings.connect().await {
-            Ok(client) => client,
-            Err(e) => {
-                eprintln!("pglock: {e}");
-                return EXIT_DB;
-            }
-        },
-        Err(e) => {
-            eprintln!("pglock: {e}");
-            return EXIT_DB;
-        }
+    let Some(client) = conn::connect(url).await else {
+        return EXIT_DB;
     };
     let rows = async {
         let version: i32 = client

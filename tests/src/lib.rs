@@ -17,11 +17,13 @@ pub mod netns;
 mod pgbouncer;
 mod relay;
 mod replica;
+mod witness;
 
 pub use children::{child_result, spawn_child};
 pub use pgbouncer::{PgBouncer, PoolMode};
 pub use relay::Relay;
 pub use replica::{in_recovery, Replica};
+pub use witness::Witness;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -391,26 +391,25 @@ async fn hammer(
                 let name = &names[i % names.len()];
                 i += 1;
                 let lock = pglock::advisory(name.as_str());
-                let guard = if fencing { lock.fencing() } else { lock }.acquire(&pool).await.unwrap();
+                let guard = if fencing { lock.fencing() } else { lock }
+                    .acquire(&pool)
+                    .await
+                    .unwrap();
                 let client = guard.client();
                 if fencing {
                     let token = guard.fencing_token().unwrap();
                     let moved = client
-                        .execute(&format!("UPDATE {table} SET last = $2 WHERE name = $1 AND last < $2"), &[name, &token])
+                        .execute(
+                            &format!("UPDATE {table} SET last = $2 WHERE name = $1 AND last < $2"),
+                            &[name, &token],
+                        )
                         .await
                         .unwrap();
                     worst += u64::from(moved != 1);
                 } else {
-                    let inside: i32 = client
-                        .query_one(&format!("UPDATE {table} SET inside = inside + 1 WHERE name = $1 RETURNING inside"), &[name])
-                        .await
-                        .unwrap()
-                        .get(0);
-                    worst = worst.max(inside as u64);
-                    client
-                        .execute(&format!("UPDATE {table} SET inside = inside - 1, total = total + 1 WHERE name = $1"), &[name])
-                        .await
-                        .unwrap();
+                    let witness = pglock_tests::Witness::named(&table);
+                    worst = worst.max(witness.enter(client, name).await);
+                    witness.leave(client, name).await;
                 }
                 guard.release().await.unwrap();
                 count += 1;
@@ -447,18 +446,7 @@ async fn f5_mutual_exclusion_across_processes() {
     let observer = connect().await;
     let table = format!("pglock_witness_{}", std::process::id());
     let names: Vec<String> = (0..3).map(|i| unique_name(&format!("f5-{i}"))).collect();
-    observer
-        .batch_execute(&format!(
-            "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (name text PRIMARY KEY, inside int NOT NULL DEFAULT 0, total bigint NOT NULL DEFAULT 0)"
-        ))
-        .await
-        .unwrap();
-    for name in &names {
-        observer
-            .execute(&format!("INSERT INTO {table} (name) VALUES ($1)"), &[name])
-            .await
-            .unwrap();
-    }
+    let witness = pglock_tests::Witness::create(&observer, &table, &names).await;
     let seconds = 3;
     let started = Instant::now();
     let children: Vec<_> = (0..2)
@@ -471,14 +459,7 @@ async fn f5_mutual_exclusion_across_processes() {
     let elapsed = started.elapsed();
     let acquisitions: u64 = results.iter().map(|r| r.0).sum();
     let most: u64 = results.iter().map(|r| r.1).max().unwrap();
-    let row = observer
-        .query_one(
-            &format!("SELECT sum(total)::int8, max(inside) FROM {table}"),
-            &[],
-        )
-        .await
-        .unwrap();
-    let (total, inside): (i64, i32) = (row.get(0), row.get(1));
+    let (total, inside) = witness.totals(&observer).await;
     figure("processes × tasks", "2 × 6, 3 names");
     figure("exclusive acquisitions", acquisitions);
     figure(
@@ -486,14 +467,11 @@ async fn f5_mutual_exclusion_across_processes() {
         format!("{:.0}", acquisitions as f64 / elapsed.as_secs_f64()),
     );
     figure("most holders seen at once", most);
-    observer
-        .batch_execute(&format!("DROP TABLE {table}"))
-        .await
-        .unwrap();
+    witness.drop_table(&observer).await;
     assert!(acquisitions > 0);
     assert_eq!(most, 1, "two holders overlapped");
     assert_eq!(
-        total as u64, acquisitions,
+        total, acquisitions,
         "the witness counted every critical section exactly once"
     );
     assert_eq!(inside, 0);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pglock_tests::{
-    child_result, connect, eventually, holders, pool, spawn_child, unique_name, Fixture,
+    child_result, connect, eventually, holders, pool, spawn_child, unique_name, Fixture, Witness,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,15 +347,9 @@ const ROLE: &str = "PGLOCK_LOCKER_ROLE";
 async fn witness_across_two_processes() {
     let direct = connect().await;
     let table = format!("pglock_locker_witness_{}", std::process::id());
-    direct
-        .batch_execute(&format!(
-            "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (slot int PRIMARY KEY, \
-             inside int NOT NULL, total int NOT NULL); \
-             INSERT INTO {table} SELECT g, 0, 0 FROM generate_series(0, 2) g"
-        ))
-        .await
-        .unwrap();
     let prefix = unique_name("locker-procs");
+    let names: Vec<String> = (0..3).map(|slot| format!("{prefix}:{slot}")).collect();
+    let witness = Witness::create(&direct, &table, &names).await;
     let env = [
         (ROLE, "hammer".to_string()),
         ("PGLOCK_LOCKER_PREFIX", prefix.clone()),
@@ -374,25 +368,17 @@ async fn witness_across_two_processes() {
     );
     assert!(acquisitions > 20);
     assert_eq!(worst, 1, "two holders at once");
-    let total: i64 = direct
-        .query_one(&format!("SELECT sum(total)::int8 FROM {table}"), &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(total as u64, acquisitions);
-    for slot in 0..3 {
-        let name = format!("{prefix}:{slot}");
+    let (total, inside) = witness.totals(&direct).await;
+    assert_eq!((total, inside), (acquisitions, 0));
+    for name in &names {
         assert!(
             eventually(Duration::from_secs(5), || async {
-                holders(&direct, &name).await.is_empty()
+                holders(&direct, name).await.is_empty()
             })
             .await
         );
     }
-    direct
-        .batch_execute(&format!("DROP TABLE {table}"))
-        .await
-        .unwrap();
+    witness.drop_table(&direct).await;
 }
 
 /// Not a test: the child processes' entry point.
@@ -417,32 +403,20 @@ fn locker_child() {
         for t in 0..6usize {
             let (locker, prefix, table) = (locker.clone(), prefix.clone(), table.clone());
             tasks.push(tokio::spawn(async move {
-                let witness = connect().await;
+                let direct = connect().await;
+                let witness = Witness::named(&table);
                 let (mut count, mut worst) = (0u64, 0u64);
                 let mut i = t;
                 while Instant::now() < deadline {
                     i += 1;
-                    let slot = (i % 3) as i32;
-                    let name = format!("{prefix}:{slot}");
+                    let name = format!("{prefix}:{}", i % 3);
                     let lock = pglock::advisory(name.as_str())
                         .timeout(Duration::from_millis(5 + (i as u64 * 13) % 40));
-                    let Ok(guard) = lock.acquire(&locker).await else { continue };
-                    let inside: i32 = witness
-                        .query_one(
-                            &format!("UPDATE {table} SET inside = inside + 1 WHERE slot = $1 RETURNING inside"),
-                            &[&slot],
-                        )
-                        .await
-                        .unwrap()
-                        .get(0);
-                    worst = worst.max(inside as u64);
-                    witness
-                        .execute(
-                            &format!("UPDATE {table} SET inside = inside - 1, total = total + 1 WHERE slot = $1"),
-                            &[&slot],
-                        )
-                        .await
-                        .unwrap();
+                    let Ok(guard) = lock.acquire(&locker).await else {
+                        continue;
+                    };
+                    worst = worst.max(witness.enter(&direct, &name).await);
+                    witness.leave(&direct, &name).await;
                     if i.is_multiple_of(2) {
                         drop(guard);
                     } else {

@@ -6,7 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use pglock_tests::{child_result, connect, pool_for, spawn_child, Fixture, PgBouncer, PoolMode};
+use pglock_tests::{
+    child_result, connect, pool_for, spawn_child, Fixture, PgBouncer, PoolMode, Witness,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_connect_works_through_pgbouncer_in_both_modes() {
@@ -172,14 +174,8 @@ async fn witness_across_processes_through_pgbouncer() {
         };
         let direct = connect().await;
         let table = format!("pglock_pooler_witness_{}", std::process::id());
-        direct
-            .batch_execute(&format!(
-                "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (inside int NOT NULL, \
-                 total int NOT NULL); INSERT INTO {table} VALUES (0, 0)"
-            ))
-            .await
-            .unwrap();
         let name = pglock_tests::unique_name("pooler-witness");
+        let witness = Witness::create(&direct, &table, std::slice::from_ref(&name)).await;
         let env = [
             (
                 ROLE,
@@ -202,12 +198,8 @@ async fn witness_across_processes_through_pgbouncer() {
         );
         assert!(acquisitions > 10);
         assert_eq!(worst, 1, "two holders at once");
-        let total: i32 = direct
-            .query_one(&format!("SELECT total FROM {table}"), &[])
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(total as u64, acquisitions);
+        let (total, inside) = witness.totals(&direct).await;
+        assert_eq!((total, inside), (acquisitions, 0));
         assert!(
             pglock_tests::eventually(Duration::from_secs(5), || async {
                 pglock_tests::lock_rows(&direct, &name).await.is_empty()
@@ -215,10 +207,7 @@ async fn witness_across_processes_through_pgbouncer() {
             .await,
             "a lock was left behind"
         );
-        direct
-            .batch_execute(&format!("DROP TABLE {table}"))
-            .await
-            .unwrap();
+        witness.drop_table(&direct).await;
     }
 }
 
@@ -247,7 +236,8 @@ fn child_entry() {
             tasks.push(tokio::spawn(async move {
                 // The witness runs on a direct connection, outside any lock's
                 // transaction, so that every process sees it at once.
-                let witness = connect().await;
+                let direct = connect().await;
+                let witness = Witness::named(&table);
                 let (mut count, mut worst) = (0u64, 0u64);
                 while Instant::now() < deadline {
                     let lock = pglock::advisory(name.as_str()).timeout(Duration::from_secs(10));
@@ -257,22 +247,8 @@ fn child_entry() {
                         lock
                     };
                     let guard = lock.acquire(&pool).await.unwrap();
-                    let inside: i32 = witness
-                        .query_one(
-                            &format!("UPDATE {table} SET inside = inside + 1 RETURNING inside"),
-                            &[],
-                        )
-                        .await
-                        .unwrap()
-                        .get(0);
-                    worst = worst.max(inside as u64);
-                    witness
-                        .execute(
-                            &format!("UPDATE {table} SET inside = inside - 1, total = total + 1"),
-                            &[],
-                        )
-                        .await
-                        .unwrap();
+                    worst = worst.max(witness.enter(&direct, &name).await);
+                    witness.leave(&direct, &name).await;
                     guard.release().await.unwrap();
                     count += 1;
                 }
