@@ -255,6 +255,182 @@ async fn randomized_lockers_never_give_two_holders() {
     }
 }
 
+/// Handoffs between tasks of one locker (the next try queued behind the unlock
+/// on the shared connection), cancelled at random points (waiting in the ledger,
+/// with the try on the wire, part-way through a release), released or dropped,
+/// against a contender in "another process" (a second locker on its own
+/// connections): one holder at a time, no release that finds its lock gone, and
+/// nothing held afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_handoffs_survive_random_cancellation() {
+    let fx = Fixture::new("locker-handoff").await;
+    let pool_a = pool(8).await;
+    let pool_b = pool(4).await;
+    let local = pglock::Locker::new(&pool_a, 1).await.unwrap();
+    let other = pglock::Locker::new(&pool_b, 1).await.unwrap();
+    let inside = Arc::new(AtomicUsize::new(0));
+    let overlaps = Arc::new(AtomicUsize::new(0));
+    let acquired = Arc::new(AtomicUsize::new(0));
+    let cancelled = Arc::new(AtomicUsize::new(0));
+    let lost = Arc::new(AtomicUsize::new(0));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let mut tasks = Vec::new();
+    for t in 0..10u64 {
+        let locker = if t < 8 { local.clone() } else { other.clone() };
+        let name = fx.name.clone();
+        let (inside, overlaps, acquired, cancelled, lost) = (
+            inside.clone(),
+            overlaps.clone(),
+            acquired.clone(),
+            cancelled.clone(),
+            lost.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut i = t;
+            while tokio::time::Instant::now() < deadline {
+                // A cheap, deterministic spread of cut-off points and hold times.
+                i = i
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                // One acquisition in three is cut off within 2 ms, the others not
+                // before 50 ms (their own timeout ends them first).
+                let cut = match (i >> 40) % 3 {
+                    0 => Duration::from_micros((i >> 33) % 2000),
+                    _ => Duration::from_millis(60),
+                };
+                let lock = pglock::advisory(name.as_str()).timeout(Duration::from_millis(50));
+                let guard = match tokio::time::timeout(cut, lock.acquire(&locker)).await {
+                    Ok(Ok(guard)) => guard,
+                    Ok(Err(e)) => {
+                        assert!(e.is_not_acquired(), "unexpected error: {e}");
+                        continue;
+                    }
+                    Err(_) => {
+                        cancelled.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                };
+                acquired.fetch_add(1, Ordering::Relaxed);
+                if inside.fetch_add(1, Ordering::SeqCst) != 0 {
+                    overlaps.fetch_add(1, Ordering::SeqCst);
+                }
+                if (i >> 20) % 4 == 0 {
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                } else {
+                    tokio::task::yield_now().await;
+                }
+                inside.fetch_sub(1, Ordering::SeqCst);
+                match (i >> 24) % 3 {
+                    0 => drop(guard),
+                    1 => {
+                        if let Err(e) = guard.release().await {
+                            assert!(e.is_lost(), "unexpected error: {e}");
+                            lost.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    // Release, cancelled part-way: the guard's unlock still goes.
+                    _ => {
+                        let _ = tokio::time::timeout(cut, guard.release()).await;
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    println!(
+        "FIGURE locker handoffs: {} acquisitions, {} cancelled acquisitions, {} overlaps, {} lost",
+        acquired.load(Ordering::Relaxed),
+        cancelled.load(Ordering::Relaxed),
+        overlaps.load(Ordering::Relaxed),
+        lost.load(Ordering::Relaxed)
+    );
+    assert!(acquired.load(Ordering::Relaxed) > 100);
+    assert!(cancelled.load(Ordering::Relaxed) > 10);
+    assert_eq!(overlaps.load(Ordering::SeqCst), 0);
+    assert_eq!(lost.load(Ordering::SeqCst), 0);
+    assert!(fx.until_free().await, "still held: {:?}", fx.rows().await);
+    // Both lockers can still take it, each once and exclusively.
+    let g = pglock::advisory(fx.name.as_str())
+        .try_acquire(&local)
+        .await
+        .unwrap()
+        .expect("free after the storm");
+    assert_eq!(fx.holders().await, vec![g.backend_pid().unwrap()]);
+    assert!(pglock::advisory(fx.name.as_str())
+        .try_acquire(&other)
+        .await
+        .unwrap()
+        .is_none());
+    g.release().await.unwrap();
+    assert!(fx.until_free().await);
+}
+
+/// A local handoff goes through the server: when another process waits there,
+/// the unlock hands the lock to that waiter and the next local try finds it busy
+/// (PostgreSQL refuses a try while others queue) — local tasks hammering the lock
+/// do not keep it from others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_handoffs_do_not_jump_the_servers_queue() {
+    let fx = Fixture::new("locker-handoff-fair").await;
+    let pool = pool(12).await;
+    let locker = pglock::Locker::new(&pool, 1).await.unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acquired = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (locker, name, stop, acquired) = (
+            locker.clone(),
+            fx.name.clone(),
+            stop.clone(),
+            acquired.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let lock = pglock::advisory(name.as_str()).timeout(Duration::from_secs(10));
+                let guard = lock.acquire(&locker).await.unwrap();
+                acquired.fetch_add(1, Ordering::Relaxed);
+                tokio::task::yield_now().await;
+                guard.release().await.unwrap();
+            }
+        }));
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            acquired.load(Ordering::Relaxed) > 200
+        })
+        .await
+    );
+    // Another process queues at the server while the local tasks keep going.
+    let other = connect().await;
+    let key = pglock::key_for(&fx.name).unwrap();
+    let started = Instant::now();
+    other
+        .batch_execute("SET lock_timeout = '5s'")
+        .await
+        .unwrap();
+    other
+        .execute("SELECT pg_advisory_lock($1)", &[&key])
+        .await
+        .expect("the other process's wait is granted while local tasks contend");
+    let waited = started.elapsed();
+    let before = acquired.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Held elsewhere: the local tasks are waiting now.
+    assert_eq!(acquired.load(Ordering::Relaxed), before);
+    other
+        .execute("SELECT pg_advisory_unlock($1)", &[&key])
+        .await
+        .unwrap();
+    println!("FIGURE locker handoff fairness: the other process waited {waited:?}");
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(fx.until_free().await);
+}
+
 /// A locker's lease: one time-to-live per shared connection, renewed for all its
 /// locks at once while the process runs; when its runtime freezes, the server
 /// ends the connection and frees every lock on it. Its label names the holders.
