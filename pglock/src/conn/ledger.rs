@@ -46,7 +46,8 @@ use crate::key::{LockKey, Mode};
 #[derive(Default)]
 #[doc(hidden)]
 pub struct Ledger {
-    keys: Mutex<HashMap<LockKey, Weak<Entry>>>,
+    /// Entries in use, and idle ones kept for reuse until the map is pruned.
+    keys: Mutex<HashMap<LockKey, Arc<Entry>, MixState>>,
     /// What is known of a proxy between the source and the server: see
     /// [`Pooling`].
     pooling: std::sync::atomic::AtomicU8,
@@ -243,18 +244,20 @@ impl Ledger {
 
     fn entry(&self, key: LockKey) -> Arc<Entry> {
         let mut keys = lock(&self.keys);
-        if let Some(entry) = keys.get(&key).and_then(Weak::upgrade) {
-            return entry;
+        if let Some(entry) = keys.get(&key) {
+            return entry.clone();
         }
         let entry = Arc::new(Entry {
             holds: Arc::new(RwLock::new(())),
             attempt: Arc::new(AsyncMutex::new(())),
             owners: Mutex::new(Vec::new()),
         });
+        // An entry only the map refers to is idle: kept for the key's next
+        // acquisition (no allocation per lock cycle), dropped when the map prunes.
         if keys.len() >= 64 && keys.len().is_power_of_two() {
-            keys.retain(|_, e| e.strong_count() > 0);
+            keys.retain(|_, e| Arc::strong_count(e) > 1);
         }
-        keys.insert(key, Arc::downgrade(&entry));
+        keys.insert(key, entry.clone());
         entry
     }
 
@@ -264,7 +267,6 @@ impl Ledger {
     fn owners(&self, key: LockKey) -> usize {
         lock(&self.keys)
             .get(&key)
-            .and_then(Weak::upgrade)
             .map_or(0, |e| lock(&e.owners).len())
     }
 }
@@ -291,6 +293,52 @@ async fn within<F: std::future::Future>(wait: LocalWait, work: F) -> Option<F::O
         LocalWait::Try => None,
         LocalWait::Forever => Some(work.await),
         LocalWait::Until(deadline) => tokio::time::timeout_at(deadline.into(), work).await.ok(),
+    }
+}
+
+/// Lock keys are hashes already (or users' integers): a multiply-and-mix hash
+/// spreads them well enough, for a fraction of SipHash's cost.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct MixState;
+
+impl std::hash::BuildHasher for MixState {
+    type Hasher = MixHasher;
+    fn build_hasher(&self) -> MixHasher {
+        MixHasher(0)
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct MixHasher(u64);
+
+impl std::hash::Hasher for MixHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn write_i64(&mut self, n: i64) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_i32(&mut self, n: i32) {
+        self.write_u64(n as u32 as u64);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        // Fold the high bits down: the table picks buckets by the low ones.
+        self.0 ^ (self.0 >> 29)
     }
 }
 
@@ -344,6 +392,51 @@ pub(crate) fn turn_of(address: usize) -> Arc<AsyncMutex<()>> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn idle_entries_are_reused_and_pruned() {
+        let ledger = Arc::new(Ledger::default());
+        let me = Task::current();
+        let first = ledger.entry(LockKey::Big(1));
+        drop(first);
+        let again = ledger.entry(LockKey::Big(1));
+        // The idle entry was kept: the next acquisition allocates nothing.
+        assert!(Arc::ptr_eq(&again, &ledger.entry(LockKey::Big(1))));
+        drop(again);
+        for k in 0..10_000 {
+            let hold = ledger
+                .admit(LockKey::Big(k), Mode::Exclusive, me, LocalWait::Try)
+                .await
+                .unwrap()
+                .granted();
+            drop(hold);
+        }
+        // Idle entries go when the map grows: it stays small however many keys
+        // went through it.
+        assert!(
+            lock(&ledger.keys).len() <= 128,
+            "{}",
+            lock(&ledger.keys).len()
+        );
+        // A held key's entry is never pruned.
+        let held = ledger
+            .admit(LockKey::Big(-1), Mode::Exclusive, me, LocalWait::Try)
+            .await
+            .unwrap()
+            .granted();
+        for k in 10_000..20_000 {
+            drop(ledger.entry(LockKey::Big(k)));
+        }
+        assert_eq!(ledger.owners(LockKey::Big(-1)), 1);
+        assert_eq!(
+            ledger
+                .admit(LockKey::Big(-1), Mode::Exclusive, me, LocalWait::Try)
+                .await
+                .err(),
+            Some(Refusal::Busy)
+        );
+        drop(held);
+    }
 
     #[tokio::test]
     async fn exclusive_holds_exclude_and_shared_ones_stack() {

@@ -1,6 +1,5 @@
 //! [`Session`]: one PostgreSQL connection owned by pglock and shared by clones.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -62,7 +61,9 @@ pub struct Session {
 
 struct Inner {
     client: Owned,
-    statements: Mutex<HashMap<&'static str, Statement>>,
+    /// Prepared statements by the address of their (static) text: a lookup
+    /// compares a pointer instead of hashing the text.
+    statements: Mutex<Vec<(usize, Statement)>>,
     ledger: Arc<Ledger>,
     /// The task driving the connection, when the session spawned it.
     driver: Option<AbortHandle>,
@@ -112,7 +113,7 @@ impl Session {
         Session {
             inner: Arc::new(Inner {
                 client,
-                statements: Mutex::new(HashMap::new()),
+                statements: Mutex::new(Vec::new()),
                 ledger: Arc::default(),
                 driver,
                 keepalive,
@@ -349,25 +350,31 @@ impl Session {
         &self,
         sql: &'static str,
     ) -> Result<Statement, tokio_postgres::Error> {
-        if let Owned::Detached(wrapper) = &self.inner.client {
-            // The pool's own statement cache came along with the connection.
-            return wrapper.prepare_cached(sql).await;
+        let address = sql.as_ptr() as usize;
+        let cached = |statements: &Mutex<Vec<(usize, Statement)>>| {
+            statements
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .find(|(a, _)| *a == address)
+                .map(|(_, s)| s.clone())
+        };
+        if let Some(s) = cached(&self.inner.statements) {
+            return Ok(s);
         }
-        if let Some(s) = self
+        let statement = match &self.inner.client {
+            // The pool's own statement cache came along with the connection.
+            Owned::Detached(wrapper) => wrapper.prepare_cached(sql).await?,
+            Owned::Plain(client) => client.prepare(sql).await?,
+        };
+        let mut statements = self
             .inner
             .statements
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(sql)
-        {
-            return Ok(s.clone());
+            .unwrap_or_else(|p| p.into_inner());
+        if !statements.iter().any(|(a, _)| *a == address) {
+            statements.push((address, statement.clone()));
         }
-        let statement = self.client().prepare(sql).await?;
-        self.inner
-            .statements
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(sql, statement.clone());
         Ok(statement)
     }
 }

@@ -513,16 +513,30 @@ impl fmt::Debug for Guard {
 
 /// 128 random bits: two draws from the standard library's randomly seeded hasher,
 /// mixed with a process-wide counter so that two ids never repeat in a process.
+/// Unique in the process (the low half is a bijection of a counter) and
+/// unpredictable across processes (both halves are mixed with a random seed drawn
+/// once per process), without drawing randomness per acquisition.
 fn new_acquisition_id() -> u128 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static SEED: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+    let (high_seed, low_seed) = *SEED.get_or_init(|| {
+        let draw = |salt: u64| {
+            let mut h = RandomState::new().build_hasher();
+            h.write_u64(salt);
+            h.finish()
+        };
+        (draw(0), draw(1))
+    });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let draw = |salt: u64| {
-        let mut h = RandomState::new().build_hasher();
-        h.write_u64(n);
-        h.write_u64(salt);
-        h.finish()
-    };
-    (u128::from(draw(0)) << 64) | u128::from(draw(1) ^ n)
+    (u128::from(splitmix64(high_seed.wrapping_add(n))) << 64) | u128::from(splitmix64(n) ^ low_seed)
+}
+
+/// SplitMix64's output function: a bijection on `u64` that scrambles its input.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Polls `work` once here — which queues its first statement on the connection
@@ -541,6 +555,18 @@ pub(crate) fn finish_detached(work: impl Future<Output = ()> + Send + 'static) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn acquisition_ids_are_unique_and_scattered() {
+        let ids: Vec<u128> = (0..10_000).map(|_| super::new_acquisition_id()).collect();
+        let unique: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len());
+        // Consecutive ids differ in many bits, in both halves.
+        for pair in ids.windows(2) {
+            let diff = pair[0] ^ pair[1];
+            assert!((diff >> 64).count_ones() > 8 && (diff as u64).count_ones() > 8);
+        }
+    }
+
     #[test]
     fn guard_is_send_and_static() {
         fn is_send<T: Send + Sync + 'static>() {}
