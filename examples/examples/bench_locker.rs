@@ -10,7 +10,12 @@
 //!    `tokio-postgres` prepared `pg_try_advisory_lock` + `pg_advisory_unlock` and
 //!    sqlx's `PgAdvisoryLock` (try + `release_now`), timed interleaved cycle by
 //!    cycle and in blocks of consecutive cycles;
-//! 4. 16 tasks contending for one name: handoffs/s against raw.
+//! 4. 16 tasks contending for one name: handoffs/s against raw, in alternating
+//!    one-second rounds.
+//!
+//! Targets 3 and 4 run on the multi-thread runtime and again on a current-thread
+//! one (tokio-postgres drives each connection from a task of its own, so the
+//! runtime decides how many cross-thread wake-ups a round trip costs).
 //!
 //! `cargo run --release -p pglock-examples --example bench_locker [-- LOCKS TASKS SECONDS]`
 //! (defaults 5000 1000 5). No assertions: the figures go to BENCHMARKS.md.
@@ -81,138 +86,26 @@ async fn main() -> Result {
         via_locker / via_pool.max(1.0)
     );
 
-    // 3. One uncontended cycle, one connection.
-    let one = pglock::Locker::new(&pool, 1).await?;
-    let raw = connect().await?;
-    let try_lock = raw.prepare("SELECT pg_try_advisory_lock($1)").await?;
-    let unlock = raw.prepare("SELECT pg_advisory_unlock($1)").await?;
-    let key = 0x5eed_0000_0000_0000_i64 ^ i64::from(std::process::id());
-    let name = format!("bench-locker-single:{}", std::process::id());
-    let lock = pglock::advisory(name.as_str());
-    let raw_cycle = || async {
-        raw.query_one(&try_lock, &[&key]).await?;
-        raw.query_one(&unlock, &[&key]).await?;
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-    };
-    let pglock_cycle = || async {
-        lock.try_acquire(&one)
-            .await?
-            .expect("free")
-            .release()
-            .await?;
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-    };
-    // `release().await` above confirms the unlock (and reports a lost lock): two
-    // waited round trips, as raw. Dropping the guard queues the unlock without
-    // waiting for it, ahead of the next statement on the connection: where the
-    // caller does not need the answer, a cycle costs one waited round trip.
-    let pglock_drop_cycle = || async {
-        drop(lock.try_acquire(&one).await?.expect("free"));
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-    };
-    for _ in 0..200 {
-        raw_cycle().await?;
-        pglock_cycle().await?;
-        pglock_drop_cycle().await?;
-    }
-    // sqlx's PgAdvisoryLock on a connection of its own: try + release_now.
-    let mut sq =
-        <sqlx::PgConnection as sqlx::Connection>::connect(&pglock_examples::database_url()).await?;
-    let sqlx_lock =
-        sqlx::postgres::PgAdvisoryLock::new(format!("bench-locker-sqlx:{}", std::process::id()));
-    for _ in 0..200 {
-        sqlx_cycle(&sqlx_lock, &mut sq).await?;
-    }
-    let mut sqlx_t = Duration::ZERO;
-    let (mut raw_t, mut pg_t, mut drop_t) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
-    for _ in 0..2000 {
-        let t = Instant::now();
-        sqlx_cycle(&sqlx_lock, &mut sq).await?;
-        sqlx_t += t.elapsed();
-        let t = Instant::now();
-        raw_cycle().await?;
-        raw_t += t.elapsed();
-        let t = Instant::now();
-        pglock_cycle().await?;
-        pg_t += t.elapsed();
-        let t = Instant::now();
-        pglock_drop_cycle().await?;
-        drop_t += t.elapsed();
-    }
-    let us = |d: Duration, n: f64| d.as_secs_f64() / n * 1e6;
-    println!(
-        "target 3 (interleaved, 2000 cycles): raw {:.1} µs; locker with release().await {:.1} µs (ratio {:.2}); locker, guard dropped {:.1} µs (ratio {:.2}) (target ≤ 0.9)",
-        us(raw_t, 2000.0),
-        us(pg_t, 2000.0),
-        pg_t.as_secs_f64() / raw_t.as_secs_f64(),
-        us(drop_t, 2000.0),
-        drop_t.as_secs_f64() / raw_t.as_secs_f64()
-    );
-    println!(
-        "target 3 (interleaved): sqlx PgAdvisoryLock try + release_now {:.1} µs: locker with \
-         release().await / sqlx {:.2}, guard dropped / sqlx {:.2} (target < 1)",
-        us(sqlx_t, 2000.0),
-        pg_t.as_secs_f64() / sqlx_t.as_secs_f64(),
-        drop_t.as_secs_f64() / sqlx_t.as_secs_f64()
-    );
-    let (mut raw_b, mut pg_b, mut drop_b) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
-    let mut sqlx_b = Duration::ZERO;
-    for _ in 0..3 {
-        let t = Instant::now();
-        for _ in 0..1000 {
-            sqlx_cycle(&sqlx_lock, &mut sq).await?;
-        }
-        sqlx_b += t.elapsed();
-        let t = Instant::now();
-        for _ in 0..1000 {
-            raw_cycle().await?;
-        }
-        raw_b += t.elapsed();
-        let t = Instant::now();
-        for _ in 0..1000 {
-            pglock_cycle().await?;
-        }
-        pg_b += t.elapsed();
-        let t = Instant::now();
-        for _ in 0..1000 {
-            pglock_drop_cycle().await?;
-        }
-        drop_b += t.elapsed();
-    }
-    println!(
-        "target 3 (blocks of 1000, 3 each): raw {:.1} µs; locker with release().await {:.1} µs (ratio {:.2}); locker, guard dropped {:.1} µs (ratio {:.2}) (target ≤ 0.9)",
-        us(raw_b, 3000.0),
-        us(pg_b, 3000.0),
-        pg_b.as_secs_f64() / raw_b.as_secs_f64(),
-        us(drop_b, 3000.0),
-        drop_b.as_secs_f64() / raw_b.as_secs_f64()
-    );
-    println!(
-        "target 3 (blocks): sqlx {:.1} µs: locker with release().await / sqlx {:.2}, guard \
-         dropped / sqlx {:.2} (target < 1)",
-        us(sqlx_b, 3000.0),
-        pg_b.as_secs_f64() / sqlx_b.as_secs_f64(),
-        drop_b.as_secs_f64() / sqlx_b.as_secs_f64()
-    );
+    // 3. One uncontended cycle, one connection, on this multi-thread runtime and
+    // on a current-thread one.
+    single_cycle(&app).await?.print("multi-thread runtime");
+    on_current_thread({
+        let app = app.clone();
+        move || async move { single_cycle(&app).await }
+    })?
+    .print("current-thread runtime");
 
     // 4. 16 tasks on one name, on this multi-thread runtime and on a
     // current-thread one.
     let rounds = 2 * seconds.clamp(2, 10);
-    let multi = contention(&app, rounds).await?;
-    multi.print("multi-thread runtime", rounds);
-    let single = {
+    contention(&app, rounds)
+        .await?
+        .print("multi-thread runtime", rounds);
+    on_current_thread({
         let app = app.clone();
-        std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a current-thread runtime")
-                .block_on(contention(&app, rounds))
-        })
-        .join()
-        .expect("the current-thread contention run")?
-    };
-    single.print("current-thread runtime", rounds);
+        move || async move { contention(&app, rounds).await }
+    })?
+    .print("current-thread runtime", rounds);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average at end: {}", load.trim());
     Ok(())
@@ -261,6 +154,122 @@ async fn throughput(via: Via, tasks: usize, seconds: u64) -> f64 {
     }
     set.join_all().await;
     count.load(Ordering::Relaxed) as f64 / seconds as f64
+}
+
+/// Runs `work` on a current-thread runtime of its own, in a thread of its own.
+fn on_current_thread<F, Fut, T>(work: F) -> Result<T>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T>>,
+    T: Send + 'static,
+{
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a current-thread runtime")
+            .block_on(work())
+    })
+    .join()
+    .expect("the current-thread run")
+}
+
+/// Mean µs per uncontended cycle of each variant, interleaved and in blocks.
+struct SingleCycle {
+    /// raw tokio-postgres, locker with `release().await`, locker with the guard
+    /// dropped, sqlx: interleaved cycle by cycle.
+    interleaved: [f64; 4],
+    /// The same in blocks of 1,000 consecutive cycles.
+    blocks: [f64; 4],
+}
+
+impl SingleCycle {
+    fn print(&self, runtime: &str) {
+        for (how, [raw, pg, dropped, sqlx]) in [
+            ("interleaved, 2000 cycles", self.interleaved),
+            ("blocks of 1000, 3 each", self.blocks),
+        ] {
+            println!(
+                "target 3 ({runtime}, {how}): raw {raw:.1} µs, sqlx {sqlx:.1} µs; locker, guard \
+                 dropped {dropped:.1} µs: ratio {:.2} to raw (target ≤ 0.9), {:.2} to sqlx \
+                 (target < 1); locker with release().await {pg:.1} µs: {:.2} to raw, {:.2} to sqlx",
+                dropped / raw,
+                dropped / sqlx,
+                pg / raw,
+                pg / sqlx
+            );
+        }
+    }
+}
+
+/// One uncontended acquire + release on one connection: raw tokio-postgres
+/// prepared try + unlock, the locker (guard released or dropped), and sqlx's
+/// `PgAdvisoryLock` (try + `release_now`) on a connection of its own.
+async fn single_cycle(app: &str) -> Result<SingleCycle> {
+    let pool = pglock_examples::pool(&format!("{app}-single"), 2);
+    let one = pglock::Locker::new(&pool, 1).await?;
+    let raw = connect().await?;
+    let try_lock = raw.prepare("SELECT pg_try_advisory_lock($1)").await?;
+    let unlock = raw.prepare("SELECT pg_advisory_unlock($1)").await?;
+    let key = 0x5eed_0000_0000_0000_i64 ^ i64::from(std::process::id());
+    let name = format!("bench-locker-single:{}", std::process::id());
+    let lock = pglock::advisory(name.as_str());
+    let mut sq =
+        <sqlx::PgConnection as sqlx::Connection>::connect(&pglock_examples::database_url()).await?;
+    let sqlx_lock =
+        sqlx::postgres::PgAdvisoryLock::new(format!("bench-locker-sqlx:{}", std::process::id()));
+    // One cycle of variant `v`.
+    let mut cycle = async |v: usize| -> Result {
+        match v {
+            0 => {
+                raw.query_one(&try_lock, &[&key]).await?;
+                raw.query_one(&unlock, &[&key]).await?;
+            }
+            // `release().await` confirms the unlock (and reports a lost lock): two
+            // waited round trips, as raw.
+            1 => {
+                lock.try_acquire(&one)
+                    .await?
+                    .expect("free")
+                    .release()
+                    .await?
+            }
+            // Dropping the guard queues the unlock without waiting for it, ahead
+            // of the next statement on the connection: where the caller does not
+            // need the answer, a cycle costs one waited round trip.
+            2 => drop(lock.try_acquire(&one).await?.expect("free")),
+            _ => sqlx_cycle(&sqlx_lock, &mut sq).await?,
+        }
+        Ok(())
+    };
+    for _ in 0..200 {
+        for v in 0..4 {
+            cycle(v).await?;
+        }
+    }
+    let mut interleaved = [Duration::ZERO; 4];
+    for _ in 0..2000 {
+        for (v, total) in interleaved.iter_mut().enumerate() {
+            let t = Instant::now();
+            cycle(v).await?;
+            *total += t.elapsed();
+        }
+    }
+    let mut blocks = [Duration::ZERO; 4];
+    for _ in 0..3 {
+        for (v, total) in blocks.iter_mut().enumerate() {
+            let t = Instant::now();
+            for _ in 0..1000 {
+                cycle(v).await?;
+            }
+            *total += t.elapsed();
+        }
+    }
+    let us = |d: Duration, n: f64| d.as_secs_f64() / n * 1e6;
+    Ok(SingleCycle {
+        interleaved: interleaved.map(|d| us(d, 2000.0)),
+        blocks: blocks.map(|d| us(d, 3000.0)),
+    })
 }
 
 /// Handoffs/s of 16 tasks contending for one name, locker against raw.
