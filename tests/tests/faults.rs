@@ -583,6 +583,10 @@ async fn f7_full_lock_table_is_a_clear_error_and_leaks_nothing() {
     let cluster =
         Cluster::start(&[("max_locks_per_transaction", "10")]).expect("throwaway cluster");
     let session = pglock::Session::new(connect_to(&cluster.url()).await);
+    // Connected before the table fills: a new connection's start-up needs entries
+    // of the lock table too, and the dropped guards' unlocks below are queued,
+    // not awaited.
+    let observer = connect_to(&cluster.url()).await;
     let mut guards = Vec::new();
     let err = loop {
         match pglock::advisory(guards.len() as i64)
@@ -607,7 +611,6 @@ async fn f7_full_lock_table_is_a_clear_error_and_leaks_nothing() {
     // The connection stays usable, and so does the server once locks go.
     session.client().query_one("SELECT 1", &[]).await.unwrap();
     drop(guards);
-    let observer = connect_to(&cluster.url()).await;
     assert!(
         eventually(Duration::from_secs(10), || async {
             server_has_no_advisory_locks(&observer).await
