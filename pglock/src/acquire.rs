@@ -119,8 +119,7 @@ impl<T> Outcome<T> {
             Outcome::Busy(holder) => {
                 Err(Error::not_acquired(lock, wait.reported()).with_holder(holder))
             }
-            Outcome::BusyHere => Err(Error::not_acquired(lock, wait.reported())
-                .context("another guard of this process holds it through the same source")),
+            Outcome::BusyHere => Err(Error::not_acquired_here(lock, wait.reported())),
         }
     }
 

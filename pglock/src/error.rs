@@ -123,6 +123,22 @@ impl Error {
             .with_timeout(timeout)
     }
 
+    /// Not acquired because another guard of this process, through the same
+    /// source, holds the lock (the ledger refused; the server was not asked).
+    pub(crate) fn not_acquired_here(lock: &LockId, timeout: Duration) -> Error {
+        let message = if timeout.is_zero() {
+            "lock is held by another guard of this process (through the same source)".to_string()
+        } else {
+            format!(
+                "lock was not granted within {timeout:?}: another guard of this process holds \
+                 it (through the same source)"
+            )
+        };
+        Error::new(ErrorKind::NotAcquired, message)
+            .with_lock(lock)
+            .with_timeout(timeout)
+    }
+
     pub(crate) fn lost(lock: &LockId) -> Error {
         crate::metrics::lost();
         Error::new(

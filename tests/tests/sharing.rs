@@ -167,6 +167,20 @@ async fn waiting_for_yourself_fails_at_once() {
             let err = err.unwrap_err();
             assert!(err.is_not_acquired() && err.holder().is_none(), "{err}");
             assert!(err.to_string().contains("this process"), "{err}");
+            // A single try refused in the process names the guard, not a session.
+            let err = lock
+                .clone()
+                .timeout(Duration::ZERO)
+                .acquire(&pool)
+                .await
+                .unwrap_err();
+            assert!(err.is_not_acquired(), "{err}");
+            let message = err.to_string();
+            assert!(
+                message.contains("another guard of this process")
+                    && !message.contains("another session"),
+                "{message}"
+            );
         } else {
             // Through the pool, the session's hold is another process's.
             assert!(err.unwrap_err().is_not_acquired());
