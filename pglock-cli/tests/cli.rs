@@ -62,6 +62,61 @@ async fn start_run(name: &str, extra: &[&str], script: &str) -> Child {
         .expect("start pglock run")
 }
 
+/// Runs the binary with `args` to completion and answers its output.
+async fn output<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Output {
+    pglock()
+        .await
+        .args(args)
+        .output()
+        .await
+        .expect("run pglock")
+}
+
+/// A `pglock run` holding a lock of the test's own, whose command runs until
+/// [`HeldRun::stop`]: started, and seen holding in `pg_locks`.
+struct HeldRun {
+    name: String,
+    /// A marker file for the test's other commands to create.
+    ran: PathBuf,
+    stop: PathBuf,
+    run: Child,
+    /// The backend holding the lock.
+    pid: i32,
+}
+
+impl HeldRun {
+    async fn start(observer: &Client, prefix: &str, extra: &[&str]) -> HeldRun {
+        let dir = scratch(prefix);
+        let (ready, stop, ran) = (dir.join("ready"), dir.join("stop"), dir.join("ran"));
+        let name = unique_name(prefix);
+        let run = start_run(&name, extra, &hold_until(&ready, &stop)).await;
+        wait_for_file(&ready).await;
+        let pid = holder_pid(observer, &name).await;
+        HeldRun {
+            name,
+            ran,
+            stop,
+            run,
+            pid,
+        }
+    }
+
+    /// Lets the command end, and waits for the run to exit.
+    async fn stop(self) -> Output {
+        std::fs::write(&self.stop, "").unwrap();
+        finish(self.run, Duration::from_secs(10)).await
+    }
+}
+
+/// `run NAME FLAGS… -- touch MARKER`: arguments for a run whose command leaves
+/// `marker` behind.
+fn run_args(name: &str, flags: &[&str], marker: &Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = vec!["run".into(), name.into()];
+    args.extend(flags.iter().map(Into::into));
+    args.extend(["--".into(), "touch".into(), marker.into()]);
+    args
+}
+
 /// Waits for a process, at most `limit`.
 async fn finish(child: Child, limit: Duration) -> Output {
     tokio::time::timeout(limit, child.wait_with_output())
@@ -81,50 +136,27 @@ async fn holder_pid(observer: &Client, name: &str) -> i32 {
 #[tokio::test]
 async fn second_run_with_n_is_busy_and_never_runs_its_command() {
     let observer = connect().await;
-    let dir = scratch("cli-n");
-    let (ready, stop, ran) = (dir.join("ready"), dir.join("stop"), dir.join("ran"));
-    let name = unique_name("cli-n");
-    let holder = start_run(&name, &[], &hold_until(&ready, &stop)).await;
-    wait_for_file(&ready).await;
-    let pid = holder_pid(&observer, &name).await;
+    let held = HeldRun::start(&observer, "cli-n", &[]).await;
+    let (name, ran, pid) = (held.name.clone(), held.ran.clone(), held.pid);
 
-    let busy = pglock()
-        .await
-        .args(["run", &name, "-n", "--", "touch"])
-        .arg(&ran)
-        .output()
-        .await
-        .unwrap();
+    let busy = output(run_args(&name, &["-n"], &ran)).await;
     assert_eq!(busy.status.code(), Some(1), "{busy:?}");
     let stderr = String::from_utf8_lossy(&busy.stderr);
     assert!(stderr.contains(&format!("pid {pid}")), "{stderr}");
 
-    let custom = pglock()
-        .await
-        .args(["run", &name, "-n", "-E", "42", "-q", "--", "touch"])
-        .arg(&ran)
-        .output()
-        .await
-        .unwrap();
+    let custom = output(run_args(&name, &["-n", "-E", "42", "-q"], &ran)).await;
     assert_eq!(custom.status.code(), Some(42), "{custom:?}");
     assert!(custom.stderr.is_empty(), "-q prints nothing");
     assert!(!ran.exists(), "the busy run's command ran");
     // Still exactly the first holder.
     assert_eq!(holder_pid(&observer, &name).await, pid);
 
-    std::fs::write(&stop, "").unwrap();
-    let out = finish(holder, Duration::from_secs(10)).await;
+    let out = held.stop().await;
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(lock_rows(&observer, &name).await.is_empty());
 
     // Free now: the command runs.
-    let free = pglock()
-        .await
-        .args(["run", &name, "-n", "--", "touch"])
-        .arg(&ran)
-        .output()
-        .await
-        .unwrap();
+    let free = output(run_args(&name, &["-n"], &ran)).await;
     assert_eq!(free.status.code(), Some(0), "{free:?}");
     assert!(ran.exists());
 }
@@ -132,21 +164,11 @@ async fn second_run_with_n_is_busy_and_never_runs_its_command() {
 #[tokio::test]
 async fn wait_gives_up_after_its_time() {
     let observer = connect().await;
-    let dir = scratch("cli-w");
-    let (ready, stop, ran) = (dir.join("ready"), dir.join("stop"), dir.join("ran"));
-    let name = unique_name("cli-w");
-    let holder = start_run(&name, &[], &hold_until(&ready, &stop)).await;
-    wait_for_file(&ready).await;
-    let pid = holder_pid(&observer, &name).await;
+    let held = HeldRun::start(&observer, "cli-w", &[]).await;
+    let (name, ran, pid) = (held.name.clone(), held.ran.clone(), held.pid);
 
     let started = Instant::now();
-    let waited = pglock()
-        .await
-        .args(["run", &name, "-w", "0.8", "-E", "75", "--", "touch"])
-        .arg(&ran)
-        .output()
-        .await
-        .unwrap();
+    let waited = output(run_args(&name, &["-w", "0.8", "-E", "75"], &ran)).await;
     let elapsed = started.elapsed();
     assert_eq!(waited.status.code(), Some(75), "{waited:?}");
     assert!(elapsed >= Duration::from_millis(800), "{elapsed:?}");
@@ -156,8 +178,7 @@ async fn wait_gives_up_after_its_time() {
     // A waiter that the holder's exit lets in runs its command.
     let waiter = pglock()
         .await
-        .args(["run", &name, "-w", "30", "--", "touch"])
-        .arg(&ran)
+        .args(run_args(&name, &["-w", "30"], &ran))
         .spawn()
         .unwrap();
     assert!(
@@ -168,11 +189,11 @@ async fn wait_gives_up_after_its_time() {
         "the second run never queued"
     );
     assert_eq!(holder_pid_granted(&observer, &name).await, pid);
-    std::fs::write(&stop, "").unwrap();
+    std::fs::write(&held.stop, "").unwrap();
     let out = finish(waiter, Duration::from_secs(20)).await;
     assert_eq!(out.status.code(), Some(0));
     assert!(ran.exists());
-    finish(holder, Duration::from_secs(10)).await;
+    held.stop().await;
 }
 
 async fn holder_pid_granted(observer: &Client, name: &str) -> i32 {
@@ -381,17 +402,8 @@ async fn key_prints_the_key_and_its_pg_locks_columns() {
 #[tokio::test]
 async fn status_json_lists_holders_waiters_and_blockers() {
     let observer = connect().await;
-    let dir = scratch("cli-status-json");
-    let (ready, stop) = (dir.join("ready"), dir.join("stop"));
-    let name = unique_name("cli-status-json");
-    let holder = start_run(
-        &name,
-        &["--label", "cli-holder"],
-        &hold_until(&ready, &stop),
-    )
-    .await;
-    wait_for_file(&ready).await;
-    let holder_backend = holder_pid(&observer, &name).await;
+    let held = HeldRun::start(&observer, "cli-status-json", &["--label", "cli-holder"]).await;
+    let (name, holder_backend) = (held.name.clone(), held.pid);
     let waiter = pglock()
         .await
         .args(["run", &name, "--", "true"])
@@ -410,12 +422,7 @@ async fn status_json_lists_holders_waiters_and_blockers() {
         .unwrap()
         .pid;
 
-    let out = pglock()
-        .await
-        .args(["status", "--json", &name])
-        .output()
-        .await
-        .unwrap();
+    let out = output(["status", "--json", &name]).await;
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
     let locks = json["locks"].as_array().unwrap();
@@ -442,12 +449,7 @@ async fn status_json_lists_holders_waiters_and_blockers() {
     assert!(waiters[0]["waiting_since"].is_string());
 
     // Without names: every lock, this one among them (no name known).
-    let all = pglock()
-        .await
-        .args(["status", "--json"])
-        .output()
-        .await
-        .unwrap();
+    let all = output(["status", "--json"]).await;
     let all: serde_json::Value = serde_json::from_slice(&all.stdout).unwrap();
     let ours = all["locks"]
         .as_array()
@@ -458,12 +460,7 @@ async fn status_json_lists_holders_waiters_and_blockers() {
     assert!(ours["name"].is_null());
 
     // The table names the lock and both sessions.
-    let table = pglock()
-        .await
-        .args(["status", &name])
-        .output()
-        .await
-        .unwrap();
+    let table = output(["status", &name]).await;
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(table.contains(&name), "{table}");
     assert!(
@@ -471,39 +468,24 @@ async fn status_json_lists_holders_waiters_and_blockers() {
         "{table}"
     );
 
-    std::fs::write(&stop, "").unwrap();
-    finish(holder, Duration::from_secs(10)).await;
+    held.stop().await;
     finish(waiter, Duration::from_secs(10)).await;
 }
 
 #[tokio::test]
 async fn release_terminates_only_with_yes() {
     let observer = connect().await;
-    let dir = scratch("cli-release");
-    let (ready, stop) = (dir.join("ready"), dir.join("stop"));
-    let name = unique_name("cli-release");
-    let holder = start_run(&name, &[], &hold_until(&ready, &stop)).await;
-    wait_for_file(&ready).await;
-    let backend = holder_pid(&observer, &name).await;
+    let held = HeldRun::start(&observer, "cli-release", &[]).await;
+    let (name, backend) = (held.name.clone(), held.pid);
 
-    let refused = pglock()
-        .await
-        .args(["release", "--terminate", &backend.to_string()])
-        .output()
-        .await
-        .unwrap();
+    let refused = output(["release", "--terminate", &backend.to_string()]).await;
     assert_eq!(refused.status.code(), Some(1), "{refused:?}");
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("--yes"), "{stderr}");
     assert!(stderr.contains("pg_terminate_backend"), "{stderr}");
     assert_eq!(holder_pid(&observer, &name).await, backend, "still held");
 
-    let done = pglock()
-        .await
-        .args(["release", "--terminate", &backend.to_string(), "--yes"])
-        .output()
-        .await
-        .unwrap();
+    let done = output(["release", "--terminate", &backend.to_string(), "--yes"]).await;
     assert_eq!(done.status.code(), Some(0), "{done:?}");
     assert!(
         eventually(Duration::from_secs(5), || async {
@@ -512,7 +494,7 @@ async fn release_terminates_only_with_yes() {
         .await
     );
     // The holder's pglock saw the loss and stopped its command.
-    let out = finish(holder, Duration::from_secs(20)).await;
+    let out = finish(held.run, Duration::from_secs(20)).await;
     assert_eq!(out.status.code(), Some(4), "{out:?}");
 }
 
