@@ -97,22 +97,7 @@ async fn guards_on_one_session_exclude_each_other() {
     });
     assert!(!again.await.unwrap().unwrap(), "two holders on one session");
     // A waiter from another task waits in the process, then gets it.
-    let waiter = tokio::spawn({
-        let (session, name) = (session.clone(), fx.name.clone());
-        async move {
-            pglock::advisory(name.as_str())
-                .timeout(Duration::from_secs(5))
-                .acquire(&session)
-                .await
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!waiter.is_finished());
-    first.release().await.unwrap();
-    let second = waiter.await.unwrap().unwrap();
-    assert_eq!(fx.holders().await.len(), 1);
-    second.release().await.unwrap();
-    assert!(fx.until_free().await);
+    waits_in_turn(&fx, &session, first, Duration::from_millis(100), || {}).await;
 
     // Shared guards of one session share.
     let a = pglock::advisory(fx.name.as_str())
@@ -200,18 +185,37 @@ async fn the_same_name_twice_through_a_pool_of_one() {
         .acquire(&pool)
         .await
         .unwrap();
+    waits_in_turn(&fx, &pool, first, Duration::from_millis(200), || {
+        assert_eq!(pool.status().size, 1, "one connection only");
+    })
+    .await;
+}
+
+/// While `first` holds the fixture's lock, a second acquisition through
+/// `source`, from another task, waits in the process (still waiting after
+/// `patience`, when `while_waiting` checks what it likes); once `first` is
+/// released it gets the lock, alone.
+async fn waits_in_turn<S>(
+    fx: &Fixture,
+    source: &S,
+    first: pglock::Guard,
+    patience: Duration,
+    while_waiting: impl FnOnce(),
+) where
+    S: pglock::Source + Clone + Send + Sync + 'static,
+{
     let second = tokio::spawn({
-        let (pool, name) = (pool.clone(), fx.name.clone());
+        let (source, name) = (source.clone(), fx.name.clone());
         async move {
             pglock::advisory(name.as_str())
                 .timeout(Duration::from_secs(5))
-                .acquire(&pool)
+                .acquire(&source)
                 .await
         }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(patience).await;
     assert!(!second.is_finished());
-    assert_eq!(pool.status().size, 1, "one connection only");
+    while_waiting();
     first.release().await.unwrap();
     let second = second.await.unwrap().expect("the second gets it in turn");
     assert_eq!(fx.holders().await.len(), 1);
