@@ -398,11 +398,17 @@ mod tests {
         let ledger = Arc::new(Ledger::default());
         let me = Task::current();
         let first = ledger.entry(LockKey::Big(1));
+        let address = Arc::as_ptr(&first);
         drop(first);
-        let again = ledger.entry(LockKey::Big(1));
-        // The idle entry was kept: the next acquisition allocates nothing.
-        assert!(Arc::ptr_eq(&again, &ledger.entry(LockKey::Big(1))));
-        drop(again);
+        // The idle entry was kept (the map alone refers to it): the key's next
+        // acquisition finds it and allocates nothing.
+        assert_eq!(
+            lock(&ledger.keys)
+                .get(&LockKey::Big(1))
+                .map(Arc::strong_count),
+            Some(1)
+        );
+        assert_eq!(Arc::as_ptr(&ledger.entry(LockKey::Big(1))), address);
         for k in 0..10_000 {
             let hold = ledger
                 .admit(LockKey::Big(k), Mode::Exclusive, me, LocalWait::Try)

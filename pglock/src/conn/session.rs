@@ -351,27 +351,21 @@ impl Session {
         sql: &'static str,
     ) -> Result<Statement, tokio_postgres::Error> {
         let address = sql.as_ptr() as usize;
-        let cached = |statements: &Mutex<Vec<(usize, Statement)>>| {
-            statements
+        let statements = || {
+            self.inner
+                .statements
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .find(|(a, _)| *a == address)
-                .map(|(_, s)| s.clone())
         };
-        if let Some(s) = cached(&self.inner.statements) {
-            return Ok(s);
+        if let Some((_, s)) = statements().iter().find(|(a, _)| *a == address) {
+            return Ok(s.clone());
         }
         let statement = match &self.inner.client {
             // The pool's own statement cache came along with the connection.
             Owned::Detached(wrapper) => wrapper.prepare_cached(sql).await?,
             Owned::Plain(client) => client.prepare(sql).await?,
         };
-        let mut statements = self
-            .inner
-            .statements
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut statements = statements();
         if !statements.iter().any(|(a, _)| *a == address) {
             statements.push((address, statement.clone()));
         }

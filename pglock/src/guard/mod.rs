@@ -120,7 +120,9 @@ impl Guard {
         }
     }
 
-    /// A random 128-bit id, unique to this acquisition (logs, audit trails).
+    /// A 128-bit id of this acquisition (logs, audit trails): never repeated in
+    /// the process, and scrambled with a random per-process seed, so that ids of
+    /// different processes do not collide in practice.
     pub fn acquisition_id(&self) -> u128 {
         self.acquisition_id
     }
@@ -511,9 +513,7 @@ impl fmt::Debug for Guard {
     }
 }
 
-/// 128 random bits: two draws from the standard library's randomly seeded hasher,
-/// mixed with a process-wide counter so that two ids never repeat in a process.
-/// Unique in the process (the low half is a bijection of a counter) and
+/// 128 bits, unique in the process (the low half is a bijection of a counter) and
 /// unpredictable across processes (both halves are mixed with a random seed drawn
 /// once per process), without drawing randomness per acquisition.
 fn new_acquisition_id() -> u128 {
