@@ -463,3 +463,71 @@ async fn randomized_sharing_never_gives_two_holders() {
         fx.rows().await
     );
 }
+
+/// A dropped guard queues its unlock before the drop returns; on a session it
+/// is sent as a statement prepared on that connection once the session has one
+/// (found without waiting), so a wrong match of statement and lock would leave
+/// holds behind. Exclusive and shared, name and pair keys, on one session: after
+/// many drops nothing of the session's is left in `pg_locks`, another session
+/// can take every lock, and the unlocks are prepared on the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_guards_unlock_with_the_matching_prepared_statement() {
+    let f = Fixture::new("drop-prepared").await;
+    let session = pglock_tests::session().await;
+    let pid = pid_of(session.client()).await;
+    let pair = (0x5eed_i32, pid);
+    for round in 0..40 {
+        let exclusive = pglock::advisory(f.name.as_str());
+        drop(
+            exclusive
+                .try_acquire(&session)
+                .await
+                .unwrap()
+                .expect("free"),
+        );
+        let shared = pglock::advisory(f.name.as_str()).shared();
+        let (a, b) = (
+            shared.clone().try_acquire(&session).await.unwrap(),
+            shared.try_acquire(&session).await.unwrap(),
+        );
+        drop((a.expect("free"), b.expect("shared")));
+        drop(pglock::advisory(pair).try_acquire(&session).await.unwrap());
+        if round == 0 {
+            // The first drops sent their unlocks unnamed and then prepared them.
+            let prepared = eventually(Duration::from_secs(5), || async {
+                session
+                    .client()
+                    .query_one(
+                        "SELECT count(*) FROM pg_prepared_statements \
+                         WHERE statement LIKE '%pg_advisory_unlock%'",
+                        &[],
+                    )
+                    .await
+                    .unwrap()
+                    .get::<_, i64>(0)
+                    >= 3
+            })
+            .await;
+            assert!(prepared, "the session prepares the unlocks its drops use");
+        }
+    }
+    let left = eventually(Duration::from_secs(5), || async {
+        pglock_tests::advisory_locks_of(&f.observer, pid).await == 0
+    })
+    .await;
+    assert!(left, "every dropped guard's hold is released on the server");
+    let other = connect().await;
+    let key = pglock::key_for(&f.name).unwrap();
+    let got: bool = other
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(got, "another session takes the name");
+    let got: bool = other
+        .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&pair.0, &pair.1])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(got, "another session takes the pair");
+}

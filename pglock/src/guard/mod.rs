@@ -417,17 +417,30 @@ impl Drop for Guard {
         let (key, id, mode, settings) =
             (self.key(), self.id.clone(), self.mode, self.held.settings);
         let holder = self.held.backend_pid;
-        let statement = match self.held.in_transaction {
-            true => Ending::Transaction(sql::ROLLBACK),
-            false => Ending::Unlock(Prepared::Typed(sql::unlock(mode, key.is_pair()))),
+        let unlock_sql = sql::unlock(mode, key.is_pair());
+        // Prepared if the session has it cached (a sync lookup); otherwise sent
+        // unnamed, and prepared afterwards for the next drop on this session.
+        let cached = match &conn {
+            Conn::Session(s) | Conn::Dedicated(s) => s.cached(unlock_sql),
+            Conn::Pooled(_) => None,
+        };
+        let warm = cached.is_none() && matches!(conn, Conn::Session(_));
+        let statement = match (self.held.in_transaction, cached) {
+            (true, _) => Ending::Transaction(sql::ROLLBACK),
+            (false, Some(statement)) => Ending::Unlock(Prepared::Statement(statement)),
+            (false, None) => Ending::Unlock(Prepared::Typed(unlock_sql)),
         };
         let kept = match early {
             true => hold.take(),
             false => None,
         };
         finish_detached(async move {
-            // Typed, not prepared: queued on the very first poll, in `finish_detached`.
+            // Queued on the very first poll, in `finish_detached`: the statement is
+            // already prepared or sent unnamed.
             let result = unlock(conn.exec(), &statement, key, settings, holder).await;
+            if warm {
+                let _ = conn.exec().prepare(unlock_sql).await;
+            }
             match finish(conn, hold, &id, mode, holder, result) {
                 Ok(()) => tracing::debug!(lock = %id, "pglock: released on drop"),
                 Err(e) if e.is_lost() => {
