@@ -214,6 +214,8 @@ pub(crate) struct Granted {
     pub(crate) fencing_token: Option<i64>,
     /// The backend (server process) that granted the lock.
     pub(crate) backend_pid: Option<i32>,
+    /// The matching unlock, prepared on the lock's connection.
+    pub(crate) unlock: Option<tokio_postgres::Statement>,
 }
 
 /// An attempt that failed with an error, and whether its connection must be
@@ -455,6 +457,7 @@ impl Advisory {
                         settings,
                         in_transaction: self.options.pooler_safe,
                         backend_pid: granted.backend_pid,
+                        unlock: granted.unlock,
                         safety: self.options.safety,
                     };
                     Ok(Outcome::Acquired(Guard::new(
@@ -540,12 +543,23 @@ impl Advisory {
         let statement = sql::lock(scope, self.mode, attempt, key.is_pair());
         // Behind a transaction pooler a named statement prepared in one server
         // session is unknown in the next: pooler-safe locks send theirs unnamed.
-        let prepared = match self.options.pooler_safe {
-            true => Prepared::Typed(statement),
-            false => exec
-                .prepare(statement)
-                .await
-                .map_err(|e| fail(self.error(e), false))?,
+        // The unlock is prepared with the lock statement (in the same round trip
+        // when neither is cached yet): the guard carries it, so that a drop can
+        // queue it at once as a prepared statement.
+        let (prepared, unlock) = match self.options.pooler_safe {
+            true => (Prepared::Typed(statement), None),
+            false => {
+                let (prepared, unlock) = join(
+                    exec.prepare(statement),
+                    exec.prepare(sql::unlock(self.mode, key.is_pair())),
+                )
+                .await;
+                let unlock = match unlock.map_err(|e| fail(self.error(e), false))? {
+                    Prepared::Statement(unlock) => Some(unlock),
+                    Prepared::Typed(_) => None,
+                };
+                (prepared.map_err(|e| fail(self.error(e), false))?, unlock)
+            }
         };
         let mut params = key.params();
         if attempt == Attempt::Wait {
@@ -653,6 +667,7 @@ impl Advisory {
         Ok(Outcome::Acquired(Granted {
             fencing_token,
             backend_pid,
+            unlock,
         }))
     }
 

@@ -464,53 +464,72 @@ async fn randomized_sharing_never_gives_two_holders() {
     );
 }
 
-/// A dropped guard queues its unlock before the drop returns; on a session it
-/// is sent as a statement prepared on that connection once the session has one
-/// (found without waiting), so a wrong match of statement and lock would leave
-/// holds behind. Exclusive and shared, name and pair keys, on one session: after
-/// many drops nothing of the session's is left in `pg_locks`, another session
-/// can take every lock, and the unlocks are prepared on the connection.
+/// A dropped guard queues its unlock before the drop returns, as the statement
+/// prepared on the lock's connection when the lock was taken (a wrong match of
+/// statement and lock would leave holds behind). Exclusive and shared, name and
+/// pair keys, on a session and on a pool of one: after many drops nothing of the
+/// connection's is left in `pg_locks`, another session takes every lock, and the
+/// unlocks are prepared statements of that connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_guards_unlock_with_the_matching_prepared_statement() {
     let f = Fixture::new("drop-prepared").await;
     let session = pglock_tests::session().await;
     let pid = pid_of(session.client()).await;
-    let pair = (0x5eed_i32, pid);
-    for round in 0..40 {
-        let exclusive = pglock::advisory(f.name.as_str());
-        drop(
-            exclusive
-                .try_acquire(&session)
-                .await
-                .unwrap()
-                .expect("free"),
-        );
-        let shared = pglock::advisory(f.name.as_str()).shared();
-        let (a, b) = (
-            shared.clone().try_acquire(&session).await.unwrap(),
-            shared.try_acquire(&session).await.unwrap(),
-        );
-        drop((a.expect("free"), b.expect("shared")));
-        drop(pglock::advisory(pair).try_acquire(&session).await.unwrap());
-        if round == 0 {
-            // The first drops sent their unlocks unnamed and then prepared them.
-            let prepared = eventually(Duration::from_secs(5), || async {
-                session
-                    .client()
-                    .query_one(
-                        "SELECT count(*) FROM pg_prepared_statements \
-                         WHERE statement LIKE '%pg_advisory_unlock%'",
-                        &[],
-                    )
-                    .await
-                    .unwrap()
-                    .get::<_, i64>(0)
-                    >= 3
-            })
-            .await;
-            assert!(prepared, "the session prepares the unlocks its drops use");
+    drop_cycles(&f, &session, (0x5eed_i32, pid), 2).await;
+    assert_unlocks_prepared(session.client()).await;
+    all_released(&f, pid, (0x5eed_i32, pid)).await;
+
+    let one = pool(1).await;
+    let pid = pid_of(&one.get().await.unwrap()).await;
+    // Each pooled guard has a connection of its own: one at a time here.
+    drop_cycles(&f, &one, (0x5eed_i32, pid), 1).await;
+    // The connection is back in the pool once its unlocks are through.
+    let client = one.get().await.unwrap();
+    assert_eq!(pid_of(&client).await, pid, "the pool's one connection");
+    assert_unlocks_prepared(&client).await;
+    drop(client);
+    all_released(&f, pid, (0x5eed_i32, pid)).await;
+}
+
+/// Forty rounds of: an exclusive guard dropped, `shared` shared guards held
+/// together then dropped, a pair-key guard dropped.
+async fn drop_cycles<S: pglock::Source>(f: &Fixture, source: &S, pair: (i32, i32), shared: usize) {
+    for _ in 0..40 {
+        let exclusive = pglock::advisory(f.name.as_str())
+            .timeout(Duration::from_secs(5))
+            .acquire(source)
+            .await
+            .unwrap();
+        drop(exclusive);
+        let lock = pglock::advisory(f.name.as_str())
+            .shared()
+            .timeout(Duration::from_secs(5));
+        let mut guards = Vec::new();
+        for _ in 0..shared {
+            guards.push(lock.clone().acquire(source).await.unwrap());
         }
+        drop(guards);
+        let pair = pglock::advisory(pair).timeout(Duration::from_secs(5));
+        drop(pair.acquire(source).await.unwrap());
     }
+}
+
+async fn assert_unlocks_prepared(client: &tokio_postgres::Client) {
+    let unlocks: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_prepared_statements \
+             WHERE statement LIKE '%pg_advisory_unlock%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(unlocks >= 3, "the unlocks are prepared on the connection");
+}
+
+/// Nothing of `pid`'s is left in `pg_locks`, and another session takes both
+/// locks (then lets them go).
+async fn all_released(f: &Fixture, pid: i32, pair: (i32, i32)) {
     let left = eventually(Duration::from_secs(5), || async {
         pglock_tests::advisory_locks_of(&f.observer, pid).await == 0
     })
@@ -518,16 +537,20 @@ async fn dropped_guards_unlock_with_the_matching_prepared_statement() {
     assert!(left, "every dropped guard's hold is released on the server");
     let other = connect().await;
     let key = pglock::key_for(&f.name).unwrap();
-    let got: bool = other
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
-        .await
-        .unwrap()
-        .get(0);
-    assert!(got, "another session takes the name");
-    let got: bool = other
-        .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&pair.0, &pair.1])
-        .await
-        .unwrap()
-        .get(0);
-    assert!(got, "another session takes the pair");
+    for (sql, got) in [
+        (
+            "SELECT pg_try_advisory_lock($1)",
+            other
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+                .await,
+        ),
+        (
+            "SELECT pg_try_advisory_lock($1, $2)",
+            other
+                .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&pair.0, &pair.1])
+                .await,
+        ),
+    ] {
+        assert!(got.unwrap().get::<_, bool>(0), "another session: {sql}");
+    }
 }

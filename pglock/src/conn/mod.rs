@@ -5,7 +5,10 @@
 //! Statements are prepared once per connection where a cache exists (a pooled
 //! connection's, a [`Session`]'s) and sent as unnamed typed statements otherwise
 //! (a plain `tokio_postgres::Transaction` or `Client`); either way an attempt is
-//! one round trip once warm.
+//! one round trip once warm. A session lock's unlock is prepared together with
+//! its lock statement (in the same round trip when neither is cached yet) and the
+//! guard keeps it, so that a drop, which cannot wait, still queues a prepared
+//! unlock (bind and execute; no parse or plan on the server).
 //!
 //! Statements on one connection run in the order they were queued, and a lock
 //! wait holds up everything queued behind it. The ledger is what makes that order

@@ -346,38 +346,26 @@ impl Session {
         }));
     }
 
-    fn statements(&self) -> std::sync::MutexGuard<'_, Vec<(usize, Statement)>> {
-        self.inner
-            .statements
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// `sql` prepared on this connection, if it already is: found without
-    /// waiting, so that a guard's drop can queue a prepared unlock (bind and
-    /// execute; no parse or plan on the server) before it returns.
-    pub(crate) fn cached(&self, sql: &'static str) -> Option<Statement> {
-        let address = sql.as_ptr() as usize;
-        self.statements()
-            .iter()
-            .find(|(a, _)| *a == address)
-            .map(|(_, s)| s.clone())
-    }
-
     pub(crate) async fn prepare_cached(
         &self,
         sql: &'static str,
     ) -> Result<Statement, tokio_postgres::Error> {
         let address = sql.as_ptr() as usize;
-        if let Some(statement) = self.cached(sql) {
-            return Ok(statement);
+        let statements = || {
+            self.inner
+                .statements
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+        };
+        if let Some((_, s)) = statements().iter().find(|(a, _)| *a == address) {
+            return Ok(s.clone());
         }
         let statement = match &self.inner.client {
             // The pool's own statement cache came along with the connection.
             Owned::Detached(wrapper) => wrapper.prepare_cached(sql).await?,
             Owned::Plain(client) => client.prepare(sql).await?,
         };
-        let mut statements = self.statements();
+        let mut statements = statements();
         if !statements.iter().any(|(a, _)| *a == address) {
             statements.push((address, statement.clone()));
         }

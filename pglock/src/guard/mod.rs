@@ -35,8 +35,9 @@ use crate::sql;
 /// A held session-level advisory lock.
 ///
 /// Release it with [`release`](Guard::release) to learn whether that worked, or drop
-/// it: dropping queues the unlock on the lock's connection at once, without
-/// blocking, and a background task (on the current tokio runtime) sees it through.
+/// it: dropping queues the unlock on the lock's connection at once (the statement
+/// prepared when the lock was taken), without blocking, and a background task (on
+/// the current tokio runtime) sees it through.
 /// A pooled connection goes back to its pool only after the unlock has run; if the
 /// unlock fails, the connection is closed instead, which ends its session and so
 /// frees its locks. Either way the lock does not outlive the guard.
@@ -72,6 +73,8 @@ pub(crate) struct Held {
     pub(crate) in_transaction: bool,
     /// The backend (server process) that granted the lock.
     pub(crate) backend_pid: Option<i32>,
+    /// The unlock, prepared on the lock's connection when it was taken.
+    pub(crate) unlock: Option<tokio_postgres::Statement>,
     pub(crate) safety: Safety,
 }
 
@@ -84,6 +87,21 @@ enum Ending {
 }
 
 impl Guard {
+    /// How this guard's hold ends: `end` (COMMIT or ROLLBACK) for a lock in a
+    /// transaction; else the unlock prepared when the lock was taken, or — where
+    /// the connection keeps no prepared statements — sent unnamed. Nothing to
+    /// wait for: a drop queues it before it returns.
+    fn ending(&self, end: &'static str) -> Ending {
+        match (self.held.in_transaction, &self.held.unlock) {
+            (true, _) => Ending::Transaction(end),
+            (false, Some(unlock)) => Ending::Unlock(Prepared::Statement(unlock.clone())),
+            (false, None) => Ending::Unlock(Prepared::Typed(sql::unlock(
+                self.mode,
+                self.key().is_pair(),
+            ))),
+        }
+    }
+
     pub(crate) fn new(
         conn: Conn,
         hold: Hold,
@@ -246,50 +264,32 @@ impl Guard {
                 lease.stop();
             }
             let key = self.key();
-            let statement = sql::unlock(self.mode, key.is_pair());
-            // Dropped here, the guard's drop releases the lock.
-            let prepared = match self.held.in_transaction {
-                true => Ok(Ending::Transaction(sql::COMMIT)),
-                false => self
-                    .conn()
-                    .exec()
-                    .prepare(statement)
-                    .await
-                    .map(Ending::Unlock),
-            };
+            let ending = self.ending(sql::COMMIT);
             // From here on the guard's drop does nothing: this call sees the
-            // release through. Dropped after this point, the unlock is already
-            // queued on the connection, ahead of anything else that will run on it.
+            // release through. The first poll below queues the unlock on the
+            // connection, ahead of anything else that will run on it.
             let conn = self
                 .conn
                 .take()
                 .expect("a guard owns its connection until it is released");
             crate::metrics::ended(self.mode, self.acquired_at.elapsed());
             let mut hold = self.hold.take();
-            let result = match prepared {
-                Ok(prepared) => {
-                    let holder = self.held.backend_pid;
-                    let mut unlocking = std::pin::pin!(unlock(
-                        conn.exec(),
-                        &prepared,
-                        key,
-                        self.held.settings,
-                        holder
-                    ));
-                    match std::future::poll_fn(|cx| Poll::Ready(unlocking.as_mut().poll(cx))).await
-                    {
-                        Poll::Ready(result) => result,
-                        Poll::Pending => {
-                            hand_over_early(&conn, &mut hold);
-                            unlocking.await
-                        }
+            let holder = self.held.backend_pid;
+            let result = {
+                let mut unlocking = std::pin::pin!(unlock(
+                    conn.exec(),
+                    &ending,
+                    key,
+                    self.held.settings,
+                    holder
+                ));
+                match std::future::poll_fn(|cx| Poll::Ready(unlocking.as_mut().poll(cx))).await {
+                    Poll::Ready(result) => result,
+                    Poll::Pending => {
+                        hand_over_early(&conn, &mut hold);
+                        unlocking.await
                     }
                 }
-                Err(e) => Unlocked {
-                    held: Err(e),
-                    reset: false,
-                    elsewhere: None,
-                },
             };
             match finish(
                 conn,
@@ -417,30 +417,15 @@ impl Drop for Guard {
         let (key, id, mode, settings) =
             (self.key(), self.id.clone(), self.mode, self.held.settings);
         let holder = self.held.backend_pid;
-        let unlock_sql = sql::unlock(mode, key.is_pair());
-        // Prepared if the session has it cached (a sync lookup); otherwise sent
-        // unnamed, and prepared afterwards for the next drop on this session.
-        let cached = match &conn {
-            Conn::Session(s) | Conn::Dedicated(s) => s.cached(unlock_sql),
-            Conn::Pooled(_) => None,
-        };
-        let warm = cached.is_none() && matches!(conn, Conn::Session(_));
-        let statement = match (self.held.in_transaction, cached) {
-            (true, _) => Ending::Transaction(sql::ROLLBACK),
-            (false, Some(statement)) => Ending::Unlock(Prepared::Statement(statement)),
-            (false, None) => Ending::Unlock(Prepared::Typed(unlock_sql)),
-        };
+        let statement = self.ending(sql::ROLLBACK);
         let kept = match early {
             true => hold.take(),
             false => None,
         };
         finish_detached(async move {
-            // Queued on the very first poll, in `finish_detached`: the statement is
-            // already prepared or sent unnamed.
+            // Queued on the very first poll, in `finish_detached`: the statement
+            // was prepared when the lock was taken, or is sent unnamed.
             let result = unlock(conn.exec(), &statement, key, settings, holder).await;
-            if warm {
-                let _ = conn.exec().prepare(unlock_sql).await;
-            }
             match finish(conn, hold, &id, mode, holder, result) {
                 Ok(()) => tracing::debug!(lock = %id, "pglock: released on drop"),
                 Err(e) if e.is_lost() => {
