@@ -15,6 +15,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::future::{join, join_all};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Row};
 use tracing::Instrument;
 
@@ -80,8 +81,12 @@ pub(crate) struct Held {
 
 /// How a guard's hold ends.
 enum Ending {
-    /// `pg_advisory_unlock…`, answering whether it was held.
-    Unlock(Prepared),
+    /// `pg_advisory_unlock…` (`sql`, as `statement`), answering whether it was
+    /// held.
+    Unlock {
+        statement: Prepared,
+        sql: &'static str,
+    },
     /// The end of the transaction the lock lives in.
     Transaction(&'static str),
 }
@@ -92,13 +97,17 @@ impl Guard {
     /// the connection keeps no prepared statements — sent unnamed. Nothing to
     /// wait for: a drop queues it before it returns.
     fn ending(&self, end: &'static str) -> Ending {
+        let sql = sql::unlock(self.mode, self.key().is_pair());
         match (self.held.in_transaction, &self.held.unlock) {
             (true, _) => Ending::Transaction(end),
-            (false, Some(unlock)) => Ending::Unlock(Prepared::Statement(unlock.clone())),
-            (false, None) => Ending::Unlock(Prepared::Typed(sql::unlock(
-                self.mode,
-                self.key().is_pair(),
-            ))),
+            (false, Some(unlock)) => Ending::Unlock {
+                statement: Prepared::Statement(unlock.clone()),
+                sql,
+            },
+            (false, None) => Ending::Unlock {
+                statement: Prepared::Typed(sql),
+                sql,
+            },
         }
     }
 
@@ -349,9 +358,12 @@ fn finish(
         }
         let released = matches!(result, Ok(true));
         conn.discard();
+        let ran_in = match elsewhere {
+            Some(backend) => format!("backend {backend}"),
+            None => "a server session that had not prepared it".to_string(),
+        };
         return Err(Error::transaction_pooler(&format!(
-            "the lock was granted in server backend {} but its unlock ran in backend \
-             {elsewhere}{}",
+            "the lock was granted in server backend {} but its unlock ran in {ran_in}{}",
             holder.unwrap_or_default(),
             match released {
                 true => "; sent again, it reached the holder and released the lock",
@@ -448,9 +460,10 @@ struct Unlocked {
     held: Result<bool, tokio_postgres::Error>,
     /// Whether changed settings were put back.
     reset: bool,
-    /// The backend that ran the unlock, when it was not the one holding the lock
-    /// (a transaction-pooling proxy routed it elsewhere).
-    elsewhere: Option<i32>,
+    /// Set when the unlock ran in a server session other than the one holding the
+    /// lock (a transaction-pooling proxy routed it elsewhere): that session's
+    /// backend, when known.
+    elsewhere: Option<Option<i32>>,
 }
 
 /// How often an unlock routed to the wrong server session is sent again, hoping
@@ -464,8 +477,8 @@ async fn unlock(
     settings: Settings,
     holder: Option<i32>,
 ) -> Unlocked {
-    let statement = match ending {
-        Ending::Unlock(statement) => statement,
+    let (statement, sql) = match ending {
+        Ending::Unlock { statement, sql } => (statement, *sql),
         // The transaction's end releases its locks; nothing else was changed.
         Ending::Transaction(sql) => {
             return Unlocked {
@@ -484,10 +497,25 @@ async fn unlock(
     .await;
     let ran_in = |rows: &[Row]| rows.first().map(|r| r.get::<_, i32>(1));
     let mut elsewhere = None;
+    // A prepared unlock that its server session does not know reached a session
+    // other than the one it was prepared in (with the lock): a transaction-pooling
+    // proxy routed it. Sent unnamed from then on, it can run anywhere, and the
+    // backend that runs it says where it went.
+    let unnamed = Prepared::Typed(sql);
+    let mut statement = statement;
+    if matches!(statement, Prepared::Statement(_))
+        && matches!(&result, Err(e) if e.code() == Some(&SqlState::INVALID_SQL_STATEMENT_NAME))
+    {
+        elsewhere = Some(None);
+        statement = &unnamed;
+        result = exec.query(statement, &params).await;
+    }
     for _ in 0..REROUTES {
         match &result {
             Ok(rows) if holder.is_some() && ran_in(rows) != holder => {
-                elsewhere = elsewhere.or(ran_in(rows));
+                if !matches!(elsewhere, Some(Some(_))) {
+                    elsewhere = Some(ran_in(rows));
+                }
                 result = exec.query(statement, &params).await;
             }
             _ => break,
