@@ -18,11 +18,12 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use tracing::Instrument;
 
-use crate::conn::ledger::{LocalWait, Pooling, Refusal, Task};
+use crate::conn::ledger::{Admitted, LocalWait, Pooling, Refusal, Task};
 use crate::conn::{Conn, Exec, Param, Prepared, Settings, Source};
 use crate::error::{Error, Holder};
 use crate::fencing;
 use crate::guard::pending::{unlock_if_held, Pending, Target};
+use crate::guard::relay::{Ask, Relayed};
 use crate::guard::{ttl_value, Guard, Held, Lease, DEFAULT_CHECK_EVERY};
 use crate::key::{LockKey, Mode};
 use crate::lock::Advisory;
@@ -353,30 +354,58 @@ impl Advisory {
             let key = self.id.lock_key();
             // Bad options are refused before anything else happens.
             Extra::of(self, key)?;
-            let admission = match source
+            // A multiplexing source tries on a shared connection (a try never
+            // holds it up) and waits, when it must, on a connection of its own.
+            let waiters = source.waiters();
+            let (admission, relayed_busy) = match source
                 .ledger()
-                .admit(key, self.mode, Task::current(), wait.local(started))
+                .admit(
+                    key,
+                    self.mode,
+                    Task::current(),
+                    wait.local(started),
+                    self.ask(waiters.is_some(), started),
+                )
                 .await
             {
-                Ok(admission) => admission,
+                Ok(Admitted::Fresh(admission)) => (admission, false),
+                Ok(Admitted::Relayed(Relayed::Granted(guard))) => {
+                    span.record("wait_us", started.elapsed().as_micros() as u64);
+                    span.record("acquired", true);
+                    tracing::debug!("pglock: acquired, relayed by the guard before");
+                    return Ok(Outcome::Acquired(*guard));
+                }
+                // The try a releasing guard sent for this acquisition failed:
+                // the lock went to a session waiting on the server.
+                Ok(Admitted::Relayed(Relayed::Busy(admission))) => (admission, true),
                 Err(Refusal::Busy) => {
                     record_busy(&span, started);
                     return Ok(Outcome::BusyHere);
                 }
                 Err(Refusal::SelfWait) => return Err(Error::self_wait(&self.id)),
             };
-            let Some(wait) = wait.remaining(started) else {
+            let Some(left) = wait.remaining(started) else {
                 record_busy(&span, started);
                 return Ok(Outcome::BusyHere);
             };
-            // A multiplexing source tries on a shared connection (a try never
-            // holds it up) and waits, when it must, on a connection of its own.
-            let waiters = source.waiters();
             let mut phase = match waiters {
                 Some(_) => Wait::Zero,
-                None => wait,
+                None => left,
             };
-            let mut conn = self.checkout(source, key).await?;
+            let mut conn = match (relayed_busy, waiters) {
+                (true, Some(pool)) if !matches!(left, Wait::Zero) => {
+                    phase = left;
+                    Conn::Pooled(Box::new(pool.get().await.map_err(Error::pool)?))
+                }
+                (true, _) => {
+                    drop(admission);
+                    record_busy(&span, started);
+                    let conn = self.checkout(source, key).await?;
+                    let holder = holder(want_holder, conn.exec(), key, self.mode).await;
+                    return Ok(Outcome::Busy(holder));
+                }
+                (false, _) => self.checkout(source, key).await?,
+            };
             let mut admission = admission;
             let (result, conn, admission, settings) = loop {
                 self.check_settings(conn.is_shared(), false)?;
@@ -473,6 +502,20 @@ impl Advisory {
         }
         .instrument(span_handle)
         .await
+    }
+
+    /// What a waiting acquisition through a multiplexing source (`multiplexed`)
+    /// offers a releasing guard, so that it can relay the lock: only for an
+    /// exclusive lock with nothing but the lock statement to send.
+    fn ask(&self, multiplexed: bool, started: Instant) -> Option<Ask> {
+        let o = &self.options;
+        let plain = !o.fencing && !o.pooler_safe && o.lease.is_none() && o.label.is_none();
+        (multiplexed && plain && self.mode == Mode::Exclusive).then(|| Ask {
+            id: self.id.clone(),
+            started,
+            check_every: o.check_every.unwrap_or(DEFAULT_CHECK_EVERY),
+            safety: o.safety,
+        })
     }
 
     /// Takes a session lock on a connection the caller lends; answers the fencing

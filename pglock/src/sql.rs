@@ -128,6 +128,27 @@ pub(crate) fn unlock(mode: Mode, pair: bool) -> &'static str {
     &UNLOCK[(mode as usize) << 1 | pair as usize]
 }
 
+static RELAY: LazyLock<[String; 2]> = LazyLock::new(|| {
+    [false, true].map(|pair| {
+        let args = key_args(pair);
+        format!(
+            "SELECT pg_catalog.pg_advisory_unlock({args}), {PID}, \
+             pg_catalog.pg_try_advisory_lock({args})"
+        )
+    })
+});
+
+/// The statement that hands an exclusive session lock from one guard to the
+/// next on the same connection: it releases one hold and tries the lock again,
+/// in one statement (one round trip, one flush). It answers whether the lock
+/// was held, the backend, and whether the try was granted. The target list runs
+/// left to right, so the try runs after the unlock, which has granted the lock
+/// to any other session waiting for it on the server first: the try then fails
+/// and the server's queue order holds.
+pub(crate) fn relay(pair: bool) -> &'static str {
+    &RELAY[pair as usize]
+}
+
 static UNLOCK_IF_HELD: LazyLock<Vec<String>> = LazyLock::new(|| {
     let mut all = Vec::new();
     for mode in [Mode::Exclusive, Mode::Shared] {
@@ -313,6 +334,11 @@ mod tests {
             unlock(Mode::Shared, false),
             "SELECT pg_catalog.pg_advisory_unlock_shared($1::pg_catalog.int8), pg_catalog.pg_backend_pid()"
         );
+        assert_eq!(
+            relay(false),
+            "SELECT pg_catalog.pg_advisory_unlock($1::pg_catalog.int8), pg_catalog.pg_backend_pid(), \
+             pg_catalog.pg_try_advisory_lock($1::pg_catalog.int8)"
+        );
         assert!(unlock_if_held(Mode::Exclusive, true).contains("classid = $3::pg_catalog.oid"));
         assert!(unlock_if_held(Mode::Shared, false).contains("mode = 'ShareLock'"));
     }
@@ -329,6 +355,7 @@ mod tests {
                         all.push(lock(scope, mode, attempt, pair).to_string());
                         all.push(unlock(mode, pair).to_string());
                         all.push(unlock_if_held(mode, pair).to_string());
+                        all.push(relay(pair).to_string());
                     }
                 }
             }

@@ -30,15 +30,28 @@
 //!
 //! Unlocks are not serialized: holds are counted, so an unlock releases exactly
 //! one, whichever guard sends it.
+//!
+//! 3. **Relays.** On a multiplexing source an exclusive guard that waits here may
+//!    leave a [`Request`]: a releasing exclusive guard of the same key then keeps
+//!    its permit, takes the attempt permit, and sends its unlock and the waiter's
+//!    try as one statement (`guard::relay`). Both permits pass to the waiter with
+//!    the answer, so rules 1 and 2 hold throughout. Requests are served in the
+//!    order they were made, and only while no other kind of waiter (shared, or
+//!    exclusive without a request) waits for the key, which keeps the local queue
+//!    first come, first served.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
+use futures_util::future::Either;
 use tokio::sync::{
-    Mutex as AsyncMutex, OwnedMutexGuard, OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock,
+    oneshot, Mutex as AsyncMutex, OwnedMutexGuard, OwnedRwLockReadGuard, OwnedRwLockWriteGuard,
+    RwLock,
 };
+
+use crate::guard::relay::{Ask, Relayed};
 
 use crate::key::{LockKey, Mode};
 
@@ -69,6 +82,40 @@ struct Entry {
     holds: Arc<RwLock<()>>,
     attempt: Arc<AsyncMutex<()>>,
     owners: Mutex<Vec<Owner>>,
+    /// Exclusive waiters that asked to be handed the key, oldest first.
+    relays: Mutex<VecDeque<Request>>,
+    /// Waiters for the key that left no request.
+    plain_waiters: AtomicUsize,
+}
+
+/// An exclusive waiter's request to be handed the key by its releasing holder.
+pub(crate) struct Request {
+    pub(crate) ask: Ask,
+    task: Task,
+    reply: oneshot::Sender<Relayed>,
+}
+
+impl Request {
+    /// Hands the waiter what its relay came to; gives it back when the waiter
+    /// is gone (its acquisition was cancelled or timed out meanwhile).
+    pub(crate) fn reply(self, relayed: Relayed) -> Result<(), Relayed> {
+        self.reply.send(relayed)
+    }
+}
+
+/// A relay under way: the waiter it serves and the key's attempt permit.
+pub(crate) struct Handoff {
+    request: Request,
+    attempt: OwnedMutexGuard<()>,
+}
+
+impl Handoff {
+    /// The relay did not happen: its request goes unanswered (the waiter goes
+    /// back to waiting for its permit), and the attempt permit is what is left
+    /// to keep until the key's state is known.
+    pub(crate) fn abandon(self) -> OwnedMutexGuard<()> {
+        self.attempt
+    }
 }
 
 struct Owner {
@@ -106,13 +153,69 @@ pub(crate) struct Hold {
     entry: Arc<Entry>,
     ticket: u64,
     _ledger: Arc<Ledger>,
-    _permit: Permit,
+    /// Always `Some` but while it is passed on to a relayed waiter.
+    permit: Option<Permit>,
 }
 
 impl Hold {
+    fn new(ledger: Arc<Ledger>, entry: Arc<Entry>, mode: Mode, task: Task, permit: Permit) -> Hold {
+        let ticket = next_ticket();
+        lock(&entry.owners).push(Owner { ticket, mode, task });
+        Hold {
+            entry,
+            ticket,
+            _ledger: ledger,
+            permit: Some(permit),
+        }
+    }
+
     /// The ledger this hold is in.
     pub(crate) fn ledger(&self) -> &Arc<Ledger> {
         &self._ledger
+    }
+
+    /// A relay for this exclusive hold, when an exclusive waiter asked for one
+    /// and nobody else waits for the key: the key's attempt permit and the
+    /// oldest live request. The hold keeps its permit until
+    /// [`pass`](Hold::pass).
+    pub(crate) fn relay(&self) -> Option<Handoff> {
+        if !matches!(self.permit, Some(Permit::Exclusive(_)))
+            || self._ledger.pooling() != Pooling::SessionKept
+            || self.entry.plain_waiters.load(Ordering::Acquire) > 0
+        {
+            return None;
+        }
+        let mut relays = lock(&self.entry.relays);
+        relays.retain(|r| !r.reply.is_closed());
+        if relays.is_empty() {
+            return None;
+        }
+        let attempt = self.entry.attempt.clone().try_lock_owned().ok()?;
+        let request = relays.pop_front()?;
+        Some(Handoff { request, attempt })
+    }
+
+    /// Passes this hold's permit to the waiter `handoff` serves, as a hold of
+    /// the waiter's own, with the attempt permit when `attempting` (its try
+    /// failed, and its acquisition goes on); `self` owns nothing after.
+    pub(crate) fn pass(mut self, handoff: Handoff, attempting: bool) -> (Passed, Request) {
+        let permit = self.permit.take().expect("a hold has its permit");
+        let Handoff { request, attempt } = handoff;
+        let hold = Hold::new(
+            self._ledger.clone(),
+            self.entry.clone(),
+            Mode::Exclusive,
+            request.task,
+            permit,
+        );
+        let passed = match attempting {
+            true => Passed::Attempt(Admission {
+                hold,
+                _attempt: attempt,
+            }),
+            false => Passed::Held(hold),
+        };
+        (passed, request)
     }
 
     /// The guard is gone (its unlock is queued): its task no longer owns the
@@ -125,6 +228,32 @@ impl Hold {
 impl Drop for Hold {
     fn drop(&mut self) {
         self.disown();
+    }
+}
+
+/// What a relay passes to its waiter.
+pub(crate) enum Passed {
+    /// The try was granted: a hold, for the waiter's guard.
+    Held(Hold),
+    /// The try was not granted: an admission, for the acquisition to go on.
+    Attempt(Admission),
+}
+
+/// What [`Ledger::admit`] came to.
+pub(crate) enum Admitted {
+    /// The acquisition may go to the server.
+    Fresh(Admission),
+    /// A releasing guard sent the acquisition's try (see rule 3).
+    Relayed(Relayed),
+}
+
+#[cfg(test)]
+impl Admitted {
+    fn fresh(self) -> Admission {
+        match self {
+            Admitted::Fresh(admission) => admission,
+            Admitted::Relayed(_) => panic!("relayed"),
+        }
     }
 }
 
@@ -169,16 +298,19 @@ pub(crate) enum LocalWait {
 impl Ledger {
     /// Admits an acquisition of `key` in `mode` by `task`, waiting as `wait` says
     /// for conflicting holds of this source to end and for any attempt on the key
-    /// to settle.
+    /// to settle. An exclusive acquisition that must wait and brings an `ask`
+    /// leaves a relay request (rule 3).
     ///
-    /// Cancel-safe: a dropped admission gives back whatever it had obtained.
+    /// Cancel-safe: a dropped admission gives back whatever it had obtained, and
+    /// a relay whose waiter is gone is undone by the releasing side.
     pub(crate) async fn admit(
         self: &Arc<Self>,
         key: LockKey,
         mode: Mode,
         task: Task,
         wait: LocalWait,
-    ) -> Result<Admission, Refusal> {
+        ask: Option<Ask>,
+    ) -> Result<Admitted, Refusal> {
         let entry = self.entry(key);
         let permit = match try_permit(&entry, mode) {
             Some(permit) => permit,
@@ -195,25 +327,32 @@ impl Ledger {
                 if own && matches!(wait, LocalWait::Forever) {
                     return Err(Refusal::SelfWait);
                 }
-                let permit = async {
-                    match mode {
-                        Mode::Exclusive => {
-                            Permit::Exclusive(entry.holds.clone().write_owned().await)
+                match (mode, ask) {
+                    (Mode::Exclusive, Some(ask)) => {
+                        match within(wait, relay_or_permit(&entry, ask, task)).await {
+                            None => return Err(Refusal::Busy),
+                            Some(Err(relayed)) => return Ok(Admitted::Relayed(relayed)),
+                            Some(Ok(permit)) => permit,
                         }
-                        Mode::Shared => Permit::Shared(entry.holds.clone().read_owned().await),
                     }
-                };
-                within(wait, permit).await.ok_or(Refusal::Busy)?
+                    _ => {
+                        let _waiting = Waiting::on(&entry);
+                        let permit = async {
+                            match mode {
+                                Mode::Exclusive => {
+                                    Permit::Exclusive(entry.holds.clone().write_owned().await)
+                                }
+                                Mode::Shared => {
+                                    Permit::Shared(entry.holds.clone().read_owned().await)
+                                }
+                            }
+                        };
+                        within(wait, permit).await.ok_or(Refusal::Busy)?
+                    }
+                }
             }
         };
-        let ticket = next_ticket();
-        lock(&entry.owners).push(Owner { ticket, mode, task });
-        let hold = Hold {
-            entry: entry.clone(),
-            ticket,
-            _ledger: self.clone(),
-            _permit: permit,
-        };
+        let hold = Hold::new(self.clone(), entry.clone(), mode, task, permit);
         let attempt = match entry.attempt.clone().try_lock_owned() {
             Ok(attempt) => attempt,
             Err(_) if matches!(wait, LocalWait::Try) => return Err(Refusal::Busy),
@@ -221,10 +360,10 @@ impl Ledger {
                 .await
                 .ok_or(Refusal::Busy)?,
         };
-        Ok(Admission {
+        Ok(Admitted::Fresh(Admission {
             hold,
             _attempt: attempt,
-        })
+        }))
     }
 
     pub(crate) fn pooling(&self) -> Pooling {
@@ -251,6 +390,8 @@ impl Ledger {
             holds: Arc::new(RwLock::new(())),
             attempt: Arc::new(AsyncMutex::new(())),
             owners: Mutex::new(Vec::new()),
+            relays: Mutex::new(VecDeque::new()),
+            plain_waiters: AtomicUsize::new(0),
         });
         // An entry only the map refers to is idle: kept for the key's next
         // acquisition (no allocation per lock cycle), dropped when the map prunes.
@@ -268,6 +409,37 @@ impl Ledger {
         lock(&self.keys)
             .get(&key)
             .map_or(0, |e| lock(&e.owners).len())
+    }
+}
+
+/// Waits for the exclusive permit, or for a releasing guard to relay the key
+/// (`Err`), whichever comes first. A relay that fails on the releasing side
+/// drops the request unanswered, and the wait for the permit goes on.
+async fn relay_or_permit(entry: &Arc<Entry>, ask: Ask, task: Task) -> Result<Permit, Relayed> {
+    let (reply, relayed) = oneshot::channel();
+    lock(&entry.relays).push_back(Request { ask, task, reply });
+    let permit = std::pin::pin!(entry.holds.clone().write_owned());
+    // The relay's answer is polled first.
+    match futures_util::future::select(relayed, permit).await {
+        Either::Left((Ok(relayed), _)) => Err(relayed),
+        Either::Left((Err(_), permit)) => Ok(Permit::Exclusive(permit.await)),
+        Either::Right((permit, _)) => Ok(Permit::Exclusive(permit)),
+    }
+}
+
+/// A waiter without a relay request, counted while it waits.
+struct Waiting<'a>(&'a Entry);
+
+impl<'a> Waiting<'a> {
+    fn on(entry: &'a Entry) -> Waiting<'a> {
+        entry.plain_waiters.fetch_add(1, Ordering::AcqRel);
+        Waiting(entry)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.plain_waiters.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -411,9 +583,10 @@ mod tests {
         assert_eq!(Arc::as_ptr(&ledger.entry(LockKey::Big(1))), address);
         for k in 0..10_000 {
             let hold = ledger
-                .admit(LockKey::Big(k), Mode::Exclusive, me, LocalWait::Try)
+                .admit(LockKey::Big(k), Mode::Exclusive, me, LocalWait::Try, None)
                 .await
                 .unwrap()
+                .fresh()
                 .granted();
             drop(hold);
         }
@@ -426,9 +599,10 @@ mod tests {
         );
         // A held key's entry is never pruned.
         let held = ledger
-            .admit(LockKey::Big(-1), Mode::Exclusive, me, LocalWait::Try)
+            .admit(LockKey::Big(-1), Mode::Exclusive, me, LocalWait::Try, None)
             .await
             .unwrap()
+            .fresh()
             .granted();
         for k in 10_000..20_000 {
             drop(ledger.entry(LockKey::Big(k)));
@@ -436,7 +610,7 @@ mod tests {
         assert_eq!(ledger.owners(LockKey::Big(-1)), 1);
         assert_eq!(
             ledger
-                .admit(LockKey::Big(-1), Mode::Exclusive, me, LocalWait::Try)
+                .admit(LockKey::Big(-1), Mode::Exclusive, me, LocalWait::Try, None)
                 .await
                 .err(),
             Some(Refusal::Busy)
@@ -450,19 +624,21 @@ mod tests {
         let key = LockKey::Big(7);
         let me = Task::current();
         let a = ledger
-            .admit(key, Mode::Shared, me, LocalWait::Try)
+            .admit(key, Mode::Shared, me, LocalWait::Try, None)
             .await
             .unwrap()
+            .fresh()
             .granted();
         let b = ledger
-            .admit(key, Mode::Shared, me, LocalWait::Try)
+            .admit(key, Mode::Shared, me, LocalWait::Try, None)
             .await
             .unwrap()
+            .fresh()
             .granted();
         assert_eq!(ledger.owners(key), 2);
         assert_eq!(
             ledger
-                .admit(key, Mode::Exclusive, me, LocalWait::Try)
+                .admit(key, Mode::Exclusive, me, LocalWait::Try, None)
                 .await
                 .err(),
             Some(Refusal::Busy)
@@ -471,7 +647,7 @@ mod tests {
         // would wait forever.
         assert_eq!(
             ledger
-                .admit(key, Mode::Exclusive, me, LocalWait::Forever)
+                .admit(key, Mode::Exclusive, me, LocalWait::Forever, None)
                 .await
                 .err(),
             Some(Refusal::SelfWait)
@@ -479,9 +655,10 @@ mod tests {
         drop((a, b));
         assert_eq!(ledger.owners(key), 0);
         let c = ledger
-            .admit(key, Mode::Exclusive, me, LocalWait::Try)
+            .admit(key, Mode::Exclusive, me, LocalWait::Try, None)
             .await
-            .unwrap();
+            .unwrap()
+            .fresh();
         // An attempt under way keeps other attempts on the key out.
         let until = Instant::now() + Duration::from_millis(20);
         let other = tokio::spawn({
@@ -493,6 +670,7 @@ mod tests {
                         Mode::Exclusive,
                         Task::current(),
                         LocalWait::Until(until),
+                        None,
                     )
                     .await
                     .err()

@@ -45,6 +45,13 @@ use crate::key::LockKey;
 ///   not.
 /// - Releases are queued on the lock's connection without waiting for the one
 ///   before; [`Guard::release`](crate::Guard::release) still waits for its answer.
+/// - When another task of the process waits for an exclusive lock a guard
+///   releases, the release and that waiter's try go out as one statement
+///   (`pg_advisory_unlock` then `pg_try_advisory_lock`): a handoff between two
+///   local guards costs one round trip, and no wake-up of the waiter before its
+///   try. A session waiting for the lock on the server is granted it by the
+///   unlock first, so the try fails and the waiter waits its turn there. Local
+///   waiters are served first come, first served.
 /// - Guards of one locker exclude each other in the process (one ledger across
 ///   its connections), as guards of one pool do.
 /// - A shared connection that dies loses every lock held on it: each of those
@@ -217,6 +224,15 @@ impl Locker {
             let renewer = session.lease_connection(ttl).await?;
             lock(&self.inner.renewers).push(renewer);
         }
+        // Handoffs between local guards send their unlock and the next try as
+        // one statement (a relay), prepared here once: a guard's drop cannot
+        // wait for a prepare.
+        let (big, pair) = futures_util::future::join(
+            session.prepare_cached(crate::sql::relay(false)),
+            session.prepare_cached(crate::sql::relay(true)),
+        )
+        .await;
+        big.and(pair).map_err(Error::db)?;
         Ok(session)
     }
 

@@ -346,20 +346,34 @@ impl Session {
         }));
     }
 
+    /// The statement `sql` if it is prepared on this session already.
+    pub(crate) fn cached(&self, sql: &'static str) -> Option<Statement> {
+        let address = sql.as_ptr() as usize;
+        let statements = self
+            .inner
+            .statements
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        statements
+            .iter()
+            .find(|(a, _)| *a == address)
+            .map(|(_, s)| s.clone())
+    }
+
     pub(crate) async fn prepare_cached(
         &self,
         sql: &'static str,
     ) -> Result<Statement, tokio_postgres::Error> {
         let address = sql.as_ptr() as usize;
+        if let Some(statement) = self.cached(sql) {
+            return Ok(statement);
+        }
         let statements = || {
             self.inner
                 .statements
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
         };
-        if let Some((_, s)) = statements().iter().find(|(a, _)| *a == address) {
-            return Ok(s.clone());
-        }
         let statement = match &self.inner.client {
             // The pool's own statement cache came along with the connection.
             Owned::Detached(wrapper) => wrapper.prepare_cached(sql).await?,

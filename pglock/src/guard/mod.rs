@@ -3,6 +3,7 @@
 mod deadline;
 mod lease;
 pub(crate) mod pending;
+pub(crate) mod relay;
 mod watch;
 
 use std::collections::hash_map::RandomState;
@@ -25,6 +26,7 @@ pub(crate) use lease::{ttl_value, Lease};
 pub use watch::DEFAULT_CHECK_EVERY;
 
 use deadline::Deadline;
+use relay::Relay;
 
 use crate::conn::contact::Contact;
 use crate::conn::ledger::Hold;
@@ -249,6 +251,17 @@ impl Guard {
             .expect("a guard owns its connection until it is released")
     }
 
+    /// A relay of this guard's lock to a local waiter, when one asked for it and
+    /// the lock ends with a plain unlock.
+    fn relay(&self, conn: &Conn, ending: &Ending, hold: Option<&Hold>) -> Option<Relay> {
+        match ending {
+            Ending::Unlock { .. } if !self.held.settings.changed() => {
+                Relay::start(conn, hold, self.mode, self.key().is_pair())
+            }
+            _ => None,
+        }
+    }
+
     /// Releases the lock, in one round trip.
     ///
     /// # Errors
@@ -283,7 +296,34 @@ impl Guard {
                 .expect("a guard owns its connection until it is released");
             crate::metrics::ended(self.mode, self.acquired_at.elapsed());
             let mut hold = self.hold.take();
+            // Ending: its task may wait for the key again (the release may run
+            // in another task, or be relayed to a waiter, and take a while).
+            if let Some(hold) = &hold {
+                hold.disown();
+            }
             let holder = self.held.backend_pid;
+            if let Some(relay) = self.relay(&conn, &ending, hold.as_ref()) {
+                let (Conn::Session(session), Some(hold)) = (conn, hold) else {
+                    unreachable!("relays start only from a shared session's hold")
+                };
+                let unlock = self.held.unlock.clone();
+                let (report, result) = tokio::sync::oneshot::channel();
+                relay.detach(session, hold, self.id.clone(), unlock, holder, |result| {
+                    drop(report.send(result));
+                });
+                // Unanswered only when the runtime shuts down, taking the
+                // connection's driver (and so the session's locks) with it.
+                let result = result.await.unwrap_or_else(|_| {
+                    Err(Error::lost_while_held(
+                        &self.id,
+                        "the runtime shut down before the release was confirmed",
+                    ))
+                });
+                if result.is_ok() {
+                    tracing::debug!("pglock: released, and relayed to a waiting guard");
+                }
+                return result;
+            }
             let result = {
                 let mut unlocking = std::pin::pin!(unlock(
                     conn.exec(),
@@ -430,6 +470,18 @@ impl Drop for Guard {
             (self.key(), self.id.clone(), self.mode, self.held.settings);
         let holder = self.held.backend_pid;
         let statement = self.ending(sql::ROLLBACK);
+        if let Some(relay) = self.relay(&conn, &statement, hold.as_ref()) {
+            let (Conn::Session(session), Some(hold)) = (conn, hold) else {
+                unreachable!("relays start only from a shared session's hold")
+            };
+            let unlock = self.held.unlock.clone();
+            // Queued before this returns, like an unlock; the ledger's permits
+            // pass to the waiter with the answer.
+            relay.detach(session, hold, id.clone(), unlock, holder, move |result| {
+                dropped(&id, result)
+            });
+            return;
+        }
         let kept = match early {
             true => hold.take(),
             false => None,
@@ -438,17 +490,22 @@ impl Drop for Guard {
             // Queued on the very first poll, in `finish_detached`: the statement
             // was prepared when the lock was taken, or is sent unnamed.
             let result = unlock(conn.exec(), &statement, key, settings, holder).await;
-            match finish(conn, hold, &id, mode, holder, result) {
-                Ok(()) => tracing::debug!(lock = %id, "pglock: released on drop"),
-                Err(e) if e.is_lost() => {
-                    tracing::warn!(lock = %id, error = %e, "pglock: lock was already lost when its guard was dropped")
-                }
-                Err(e) => tracing::warn!(lock = %id, error = %e, "pglock: unlock on drop failed"),
-            }
+            dropped(&id, finish(conn, hold, &id, mode, holder, result));
         });
         // The unlock is queued on the shared connection: the next local guard's
         // statements go behind it.
         drop(kept);
+    }
+}
+
+/// Logs how a dropped guard's release ended.
+fn dropped(id: &LockId, result: Result<(), Error>) {
+    match result {
+        Ok(()) => tracing::debug!(lock = %id, "pglock: released on drop"),
+        Err(e) if e.is_lost() => {
+            tracing::warn!(lock = %id, error = %e, "pglock: lock was already lost when its guard was dropped")
+        }
+        Err(e) => tracing::warn!(lock = %id, error = %e, "pglock: unlock on drop failed"),
     }
 }
 

@@ -1,0 +1,244 @@
+//! Relays: a `Locker` guard that releases an exclusive lock another task of the
+//! process waits for sends its unlock and that waiter's try as one statement.
+//! Whatever happens to either side — the waiter cancelled, the statement failing,
+//! another process queued on the server — there is one holder at a time and
+//! nothing is left held.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pglock_tests::{connect, pool, wait_until_waiting, Fixture};
+
+/// The relay statement's executions on the connection `client` belongs to
+/// (`pg_prepared_statements` counts the plans it chose, one per execution; this
+/// query, prepared too, matches its own pattern and is left out).
+async fn relays_run(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_one(
+            "SELECT coalesce(sum(generic_plans + custom_plans), 0)::int8 \
+             FROM pg_prepared_statements \
+             WHERE statement LIKE '%pg_advisory_unlock(%pg_try_advisory_lock(%' \
+             AND statement NOT LIKE '%pg_prepared_statements%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handoffs_between_local_guards_go_out_as_one_statement() {
+    let fx = Fixture::new("relay").await;
+    let pool = pool(6).await;
+    let locker = pglock::Locker::new(&pool, 1).await.unwrap();
+    let inside = Arc::new(AtomicUsize::new(0));
+    let overlaps = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let (locker, name, inside, overlaps) = (
+            locker.clone(),
+            fx.name.clone(),
+            inside.clone(),
+            overlaps.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            for i in 0..50 {
+                let guard = pglock::advisory(name.as_str())
+                    .timeout(Duration::from_secs(10))
+                    .acquire(&locker)
+                    .await
+                    .unwrap();
+                if inside.fetch_add(1, Ordering::SeqCst) != 0 {
+                    overlaps.fetch_add(1, Ordering::SeqCst);
+                }
+                tokio::task::yield_now().await;
+                inside.fetch_sub(1, Ordering::SeqCst);
+                // Both ways a guard ends relay.
+                match (t + i) % 2 {
+                    0 => guard.release().await.unwrap(),
+                    _ => drop(guard),
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(overlaps.load(Ordering::SeqCst), 0);
+    assert!(fx.until_free().await, "still held: {:?}", fx.rows().await);
+    // Asked on the shared connection itself (the locker has one).
+    let probe = pglock::advisory(format!("{}:probe", fx.name).as_str())
+        .try_acquire(&locker)
+        .await
+        .unwrap()
+        .unwrap();
+    let relays = relays_run(probe.client()).await;
+    println!("FIGURE relay: 200 acquisitions by 4 tasks, relay statement run {relays} times");
+    assert!(relays >= 50, "only {relays} relays");
+    probe.release().await.unwrap();
+}
+
+/// The waiter is cancelled at a spread of moments around the relay: before the
+/// releasing guard sends it, while it is on the wire, after its answer. A grant
+/// nobody takes is released; the key ends free and another process takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_to_a_cancelled_waiter_leaves_nothing_held() {
+    let fx = Fixture::new("relay-cancel").await;
+    let pool = pool(6).await;
+    let locker = pglock::Locker::new(&pool, 1).await.unwrap();
+    let (mut cancelled, mut granted) = (0, 0);
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for round in 0..150 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let holder = pglock::advisory(fx.name.as_str())
+            .acquire(&locker)
+            .await
+            .unwrap();
+        let waiter = tokio::spawn({
+            let (locker, name) = (locker.clone(), fx.name.clone());
+            async move {
+                let guard = pglock::advisory(name.as_str())
+                    .timeout(Duration::from_secs(10))
+                    .acquire(&locker)
+                    .await
+                    .unwrap();
+                // Held across the cancellation point too.
+                tokio::time::sleep(Duration::from_micros(x % 200)).await;
+                drop(guard);
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        match round % 2 {
+            0 => drop(holder),
+            _ => {
+                tokio::spawn(holder.release());
+            }
+        }
+        tokio::time::sleep(Duration::from_micros(x % 400)).await;
+        waiter.abort();
+        match waiter.await {
+            Err(e) if e.is_cancelled() => cancelled += 1,
+            Ok(()) => granted += 1,
+            Err(e) => panic!("waiter failed: {e}"),
+        }
+    }
+    println!("FIGURE relay cancellation: {cancelled} waiters cancelled, {granted} finished");
+    assert!(cancelled > 0);
+    assert!(fx.until_free().await, "still held: {:?}", fx.rows().await);
+    let other = connect().await;
+    let key = pglock::key_for(&fx.name).unwrap();
+    let taken: bool = other
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(taken, "another process could not take the key");
+}
+
+/// A relay that cannot run (the shared connection is in an aborted transaction
+/// its user left) is a failed release: the session holds on to the key — the
+/// waiter keeps waiting, nobody else takes it — until its unlock goes through,
+/// and the waiter then takes the lock on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_fails_hands_the_lock_on_once_the_unlock_runs() {
+    let fx = Fixture::new("relay-fail").await;
+    let pool = pool(6).await;
+    let locker = pglock::Locker::new(&pool, 1).await.unwrap();
+    let releasing = pglock::advisory(fx.name.as_str())
+        .acquire(&locker)
+        .await
+        .unwrap();
+    let shared_pid = releasing.backend_pid().unwrap();
+    // Another lock on the same (only) shared connection, to reach it later.
+    let other = pglock::advisory(format!("{}:other", fx.name).as_str())
+        .acquire(&locker)
+        .await
+        .unwrap();
+    let waiter = tokio::spawn({
+        let (locker, name) = (locker.clone(), fx.name.clone());
+        async move {
+            pglock::advisory(name.as_str())
+                .timeout(Duration::from_secs(20))
+                .acquire(&locker)
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(releasing
+        .client()
+        .batch_execute("BEGIN; SELECT 1/0")
+        .await
+        .is_err());
+    let err = releasing.release().await.unwrap_err();
+    assert!(!err.is_lost(), "{err}");
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION),
+        "{err}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished(), "the waiter got a lock still held");
+    assert_eq!(fx.holders().await, vec![shared_pid]);
+    other.client().batch_execute("ROLLBACK").await.unwrap();
+    let guard = waiter.await.unwrap().unwrap();
+    assert_eq!(fx.holders().await, vec![guard.backend_pid().unwrap()]);
+    guard.release().await.unwrap();
+    other.release().await.unwrap();
+    assert!(fx.until_free().await, "still held: {:?}", fx.rows().await);
+}
+
+/// A waiter that waited in the process and then must wait on the server (another
+/// process was queued there and got the lock) waits there for what is left of
+/// its timeout — the time spent waiting in the process counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_wait_counts_once_against_the_timeout() {
+    let fx = Fixture::new("relay-timeout").await;
+    let pool = pool(6).await;
+    let locker = pglock::Locker::new(&pool, 1).await.unwrap();
+    let local = pglock::advisory(fx.name.as_str())
+        .acquire(&locker)
+        .await
+        .unwrap();
+    let elsewhere = Arc::new(connect().await);
+    let key = pglock::key_for(&fx.name).unwrap();
+    let queued = tokio::spawn({
+        let elsewhere = elsewhere.clone();
+        async move {
+            elsewhere
+                .execute("SELECT pg_advisory_lock($1)", &[&key])
+                .await
+                .unwrap();
+        }
+    });
+    wait_until_waiting(&fx.observer, &fx.name, None).await;
+    let started = Instant::now();
+    let waiter = tokio::spawn({
+        let (locker, name) = (locker.clone(), fx.name.clone());
+        async move {
+            pglock::advisory(name.as_str())
+                .timeout(Duration::from_millis(1500))
+                .acquire(&locker)
+                .await
+        }
+    });
+    // 600 ms in the process, then the lock goes to the process queued on the
+    // server, which keeps it until 1,100 ms: within the waiter's 1,500 ms.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    local.release().await.unwrap();
+    queued.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100).saturating_sub(started.elapsed())).await;
+    elsewhere
+        .execute("SELECT pg_advisory_unlock($1)", &[&key])
+        .await
+        .unwrap();
+    let guard = waiter
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("gave up after {:?}: {e}", started.elapsed()));
+    assert_eq!(fx.holders().await, vec![guard.backend_pid().unwrap()]);
+    guard.release().await.unwrap();
+    assert!(fx.until_free().await);
+}
