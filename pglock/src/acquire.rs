@@ -22,6 +22,7 @@ use crate::conn::ledger::{Admitted, LocalWait, Pooling, Refusal, Task};
 use crate::conn::{Conn, Exec, Param, Prepared, Settings, Source};
 use crate::error::{Error, Holder};
 use crate::fencing;
+use crate::guard::park::Carried;
 use crate::guard::pending::{unlock_if_held, Pending, Target};
 use crate::guard::relay::{Ask, Relayed};
 use crate::guard::{ttl_value, Guard, Held, Lease, DEFAULT_CHECK_EVERY};
@@ -357,7 +358,9 @@ impl Advisory {
             // A multiplexing source tries on a shared connection (a try never
             // holds it up) and waits, when it must, on a connection of its own.
             let waiters = source.waiters();
-            let (admission, relayed_busy) = match source
+            // Declared in this order so that a carried unlock is dropped (and
+            // so sent) before the admission is given up.
+            let (admission, relayed_busy, carried) = match source
                 .ledger()
                 .admit(
                     key,
@@ -368,7 +371,8 @@ impl Advisory {
                 )
                 .await
             {
-                Ok(Admitted::Fresh(admission)) => (admission, false),
+                Ok(Admitted::Fresh(admission)) => (admission, false, None),
+                Ok(Admitted::Carrying(admission, carried)) => (admission, false, Some(carried)),
                 Ok(Admitted::Relayed(Relayed::Granted(guard))) => {
                     span.record("wait_us", started.elapsed().as_micros() as u64);
                     span.record("acquired", true);
@@ -377,7 +381,7 @@ impl Advisory {
                 }
                 // The try a releasing guard sent for this acquisition failed:
                 // the lock went to a session waiting on the server.
-                Ok(Admitted::Relayed(Relayed::Busy(admission))) => (admission, true),
+                Ok(Admitted::Relayed(Relayed::Busy(admission))) => (admission, true, None),
                 Err(Refusal::Busy) => {
                     record_busy(&span, started);
                     return Ok(Outcome::BusyHere);
@@ -392,7 +396,16 @@ impl Advisory {
                 Some(_) => Wait::Zero,
                 None => left,
             };
+            // A carried unlock on a connection that is gone is sent on its own
+            // (and reports the loss).
+            let mut carried = carried.filter(|c| !c.session().is_closed());
             let mut conn = match (relayed_busy, waiters) {
+                (false, _) if carried.is_some() => Conn::Session(
+                    carried
+                        .as_ref()
+                        .map(|c| c.session().clone())
+                        .expect("checked"),
+                ),
                 (true, Some(pool)) if !matches!(left, Wait::Zero) => {
                     phase = left;
                     Conn::Pooled(Box::new(pool.get().await.map_err(Error::pool)?))
@@ -432,7 +445,8 @@ impl Advisory {
                     Some(admission),
                     self.id.clone(),
                     self.mode,
-                );
+                )
+                .carrying(carried.take());
                 let result = self.attempt(&pending, phase, settings, &extras).await;
                 let (owned, kept) = pending.disarm();
                 conn = owned.expect("an owned target");
@@ -583,7 +597,12 @@ impl Advisory {
             true => sql::Scope::Xact,
             false => sql::Scope::Session,
         };
-        let statement = sql::lock(scope, self.mode, attempt, key.is_pair());
+        // An attempt that carries a parked unlock sends it first, in the same
+        // statement (see `guard::park`).
+        let statement = match pending.carries() {
+            true => sql::relay(key.is_pair()),
+            false => sql::lock(scope, self.mode, attempt, key.is_pair()),
+        };
         // Behind a transaction pooler a named statement prepared in one server
         // session is unknown in the next: pooler-safe locks send theirs unnamed.
         // The unlock is prepared with the lock statement (in the same round trip
@@ -619,7 +638,7 @@ impl Advisory {
         }
         // The statements are queued on the first poll of the query futures, in the
         // same poll as this flag is set: a drop after this line has sent them.
-        pending.mark_sent();
+        let carried = pending.mark_sent();
         let in_transaction = self.options.pooler_safe;
         let begin = async {
             match in_transaction {
@@ -653,11 +672,17 @@ impl Advisory {
             // No row: the server is a standby, and the lock function did not run.
             Ok(rows) if rows.is_empty() => (false, Some(Error::standby(&self.id))),
             Ok(rows) => {
-                backend_pid = rows.first().map(|r| r.get(1));
-                (
-                    attempt == Attempt::Wait || rows.first().is_some_and(|r| r.get(0)),
-                    None,
-                )
+                let row = rows.first();
+                backend_pid = row.map(|r| r.get(1));
+                let granted = match carried {
+                    // The carried unlock's answer, then the try's.
+                    Some(parked) => {
+                        Carried::settled(parked, row.is_some_and(|r| r.get(0)));
+                        row.is_some_and(|r| r.get(2))
+                    }
+                    None => attempt == Attempt::Wait || row.is_some_and(|r| r.get(0)),
+                };
+                (granted, None)
             }
             Err(e) => match self.error(e) {
                 err if err.is_connection_lost() => return Err(fail(err, true)),

@@ -109,7 +109,9 @@
 //! [`XactAdvisory::acquire_in`] mid-wait queues a rollback to pglock's savepoint
 //! behind the wait, so the transaction is usable, and without the lock, once the
 //! wait ends.
-//! Dropping a guard queues the unlock at once, without blocking; a pooled
+//! Dropping a guard queues the unlock at once, without blocking (on a [`Locker`],
+//! an exclusive guard's unlock goes with the next acquisition of the same lock, or
+//! from a task as soon as it runs, whichever comes first); a pooled
 //! connection is returned to its pool only after its lock is released, and closed
 //! instead if that fails. Nothing pglock does changes a setting that could reach
 //! the pool — though statements you run yourself through [`Guard::client`] can.

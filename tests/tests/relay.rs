@@ -242,3 +242,170 @@ async fn a_local_wait_counts_once_against_the_timeout() {
     guard.release().await.unwrap();
     assert!(fx.until_free().await);
 }
+
+/// A guard dropped with nobody waiting parks its unlock; the next acquisition of
+/// the same lock through the locker carries it in one statement with its try.
+/// Taking the lock again right after dropping it never finds it busy, however
+/// the task that sends parked unlocks races with the acquisition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taking_a_dropped_lock_again_carries_its_unlock() {
+    let fx = Fixture::new("relay-park").await;
+    let pool = pool(6).await;
+    let locker = pglock::Locker::new(&pool, 1).await.unwrap();
+    // Another task keeps the shared connection and the runtime busy meanwhile.
+    let stir = tokio::spawn({
+        let (locker, name) = (locker.clone(), format!("{}:stir", fx.name));
+        async move {
+            for i in 0..2000u32 {
+                let g = pglock::advisory(format!("{name}:{}", i % 7).as_str())
+                    .try_acquire(&locker)
+                    .await
+                    .unwrap();
+                drop(g);
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..3000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let guard = pglock::advisory(fx.name.as_str())
+            .try_acquire(&locker)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("cycle {i}: busy right after its own drop"));
+        drop(guard);
+        if x.is_multiple_of(5) {
+            tokio::task::yield_now().await;
+        }
+    }
+    stir.await.unwrap();
+    assert!(fx.until_free().await, "still held: {:?}", fx.rows().await);
+    let probe = pglock::advisory(format!("{}:probe", fx.name).as_str())
+        .try_acquire(&locker)
+        .await
+        .unwrap()
+        .unwrap();
+    let carried = relays_run(probe.client()).await;
+    println!(
+        "FIGURE parked unlocks: 3000 drop-and-retake cycles, {carried} carried by the next try"
+    );
+    assert!(carried >= 1000, "only {carried} carried");
+    probe.release().await.unwrap();
+}
+
+/// A parked unlock goes out on its own when nothing else comes, on both kinds of
+/// runtime: another process can take the lock at once.
+#[tokio::test(flavor = "current_thread")]
+async fn a_parked_unlock_goes_out_on_its_own() {
+    let fx = Fixture::new("relay-park-alone").await;
+    let pool = pool(4).await;
+    let locker = pglock::Locker::new(&pool, 1).await.unwrap();
+    let other = connect().await;
+    let key = pglock::key_for(&fx.name).unwrap();
+    for _ in 0..20 {
+        let guard = pglock::advisory(fx.name.as_str())
+            .acquire(&locker)
+            .await
+            .unwrap();
+        assert_eq!(fx.holders().await, vec![guard.backend_pid().unwrap()]);
+        drop(guard);
+        // The other process waits on the server: the unlock must reach it.
+        let taken = tokio::time::timeout(
+            Duration::from_secs(5),
+            other.execute("SELECT pg_advisory_lock($1)", &[&key]),
+        )
+        .await;
+        assert!(taken.is_ok(), "the dropped guard's unlock never went out");
+        other
+            .execute("SELECT pg_advisory_unlock($1)", &[&key])
+            .await
+            .unwrap();
+    }
+    assert!(fx.until_free().await, "still held: {:?}", fx.rows().await);
+}
+
+/// Another kind of acquisition of a parked lock (shared mode) sends the parked
+/// unlock first, then takes its own: never two modes held by the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_acquisition_sends_a_parked_unlock_first() {
+    let fx = Fixture::new("relay-park-shared").await;
+    let pool = pool(4).await;
+    let locker = pglock::Locker::new(&pool, 1).await.unwrap();
+    for _ in 0..50 {
+        drop(
+            pglock::advisory(fx.name.as_str())
+                .try_acquire(&locker)
+                .await
+                .unwrap()
+                .expect("free"),
+        );
+        let shared = pglock::advisory(fx.name.as_str())
+            .shared()
+            .try_acquire(&locker)
+            .await
+            .unwrap()
+            .expect("free after the exclusive guard's drop");
+        let rows = fx.rows().await;
+        assert!(
+            rows.iter().all(|r| r.mode == "ShareLock"),
+            "the exclusive hold is still there: {rows:?}"
+        );
+        drop(shared);
+    }
+    assert!(fx.until_free().await, "still held: {:?}", fx.rows().await);
+}
+
+/// Acquisitions that carry a parked unlock, cancelled at a spread of moments
+/// (before their statement goes, while it is on the wire, after): the lock
+/// ends free, and a lost parked lock is still counted right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carrying_acquisitions_cancelled_leave_nothing_held() {
+    let fx = Fixture::new("relay-park-cancel").await;
+    let pool = pool(4).await;
+    let locker = pglock::Locker::new(&pool, 1).await.unwrap();
+    let (mut cancelled, mut acquired) = (0, 0);
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for round in 0..300u32 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let guard = pglock::advisory(fx.name.as_str())
+            .acquire(&locker)
+            .await
+            .unwrap();
+        if round.is_multiple_of(50) {
+            // The lock is lost while held: the carried unlock finds it gone.
+            guard
+                .client()
+                .execute("SELECT pg_advisory_unlock_all()", &[])
+                .await
+                .unwrap();
+        }
+        drop(guard);
+        let cut = Duration::from_micros(x % 300);
+        match tokio::time::timeout(cut, pglock::advisory(fx.name.as_str()).try_acquire(&locker))
+            .await
+        {
+            Ok(Ok(Some(g))) => {
+                acquired += 1;
+                assert_eq!(fx.holders().await, vec![g.backend_pid().unwrap()]);
+            }
+            Ok(other) => panic!("round {round}: {other:?}"),
+            Err(_) => cancelled += 1,
+        }
+    }
+    println!("FIGURE parked unlocks cancelled: {cancelled} carrying acquisitions cancelled, {acquired} acquired");
+    assert!(cancelled > 0);
+    assert!(fx.until_free().await, "still held: {:?}", fx.rows().await);
+    let other = connect().await;
+    let key = pglock::key_for(&fx.name).unwrap();
+    let taken: bool = other
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(taken, "another process could not take the key");
+}

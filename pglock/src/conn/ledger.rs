@@ -39,6 +39,12 @@
 //!    order they were made, and only while no other kind of waiter (shared, or
 //!    exclusive without a request) waits for the key, which keeps the local queue
 //!    first come, first served.
+//! 4. **Parked unlocks.** On a multiplexing source a dropped exclusive guard
+//!    that nobody waits for may leave its unlock, with its hold, in the entry
+//!    (`guard::park`) for a task to send. The next acquisition of the key takes
+//!    it out first: an exclusive one that could have left a relay request
+//!    carries it (its try goes out in the same statement, after the unlock),
+//!    any other sends it at once and then goes on.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -51,6 +57,7 @@ use tokio::sync::{
     RwLock,
 };
 
+use crate::guard::park::{Carried, Parked};
 use crate::guard::relay::{Ask, Relayed};
 
 use crate::key::{LockKey, Mode};
@@ -86,6 +93,36 @@ struct Entry {
     relays: Mutex<VecDeque<Request>>,
     /// Waiters for the key that left no request.
     plain_waiters: AtomicUsize,
+    /// A dropped guard's unlock, not sent yet (rule 4).
+    parked: Mutex<Option<Parked>>,
+}
+
+/// Where a parked unlock waits: its key's entry.
+pub(crate) struct Parking {
+    entry: Arc<Entry>,
+}
+
+impl Parking {
+    pub(crate) fn put(&self, parked: Parked) {
+        let previous = lock(&self.entry.parked).replace(parked);
+        debug_assert!(previous.is_none(), "one exclusive hold per key");
+    }
+
+    /// Runs `send` on the parked unlock unless an acquisition took it first,
+    /// with the slot locked: `send` queues the unlock and gives the hold up
+    /// before anyone can find the slot empty (and the key's permit taken).
+    pub(crate) fn send_with<R>(&self, send: impl FnOnce(Parked) -> R) -> Option<R> {
+        let mut slot = lock(&self.entry.parked);
+        slot.take().map(send)
+    }
+}
+
+impl Drop for Parking {
+    /// Its task was dropped unpolled (the runtime is shutting down): the
+    /// unlock goes now.
+    fn drop(&mut self) {
+        self.send_with(Parked::unlock_now);
+    }
 }
 
 /// An exclusive waiter's request to be handed the key by its releasing holder.
@@ -174,6 +211,35 @@ impl Hold {
         &self._ledger
     }
 
+    /// Whether this hold's unlock may be parked (rule 4): an exclusive hold of
+    /// a source that keeps server sessions, and nobody waiting for the key.
+    pub(crate) fn may_park(&self) -> bool {
+        matches!(self.permit, Some(Permit::Exclusive(_)))
+            && self._ledger.pooling() == Pooling::SessionKept
+            && self.entry.plain_waiters.load(Ordering::Acquire) == 0
+            && lock(&self.entry.relays).iter().all(|r| r.reply.is_closed())
+    }
+
+    /// The entry's parking place.
+    pub(crate) fn parking(&self) -> Parking {
+        Parking {
+            entry: self.entry.clone(),
+        }
+    }
+
+    /// This hold, as a hold of `task`'s (an acquisition that takes a parked
+    /// unlock over).
+    fn handed_to(mut self, task: Task) -> Hold {
+        let permit = self.permit.take().expect("a hold has its permit");
+        Hold::new(
+            self._ledger.clone(),
+            self.entry.clone(),
+            Mode::Exclusive,
+            task,
+            permit,
+        )
+    }
+
     /// A relay for this exclusive hold, when an exclusive waiter asked for one
     /// and nobody else waits for the key: the key's attempt permit and the
     /// oldest live request. The hold keeps its permit until
@@ -198,16 +264,9 @@ impl Hold {
     /// Passes this hold's permit to the waiter `handoff` serves, as a hold of
     /// the waiter's own, with the attempt permit when `attempting` (its try
     /// failed, and its acquisition goes on); `self` owns nothing after.
-    pub(crate) fn pass(mut self, handoff: Handoff, attempting: bool) -> (Passed, Request) {
-        let permit = self.permit.take().expect("a hold has its permit");
+    pub(crate) fn pass(self, handoff: Handoff, attempting: bool) -> (Passed, Request) {
         let Handoff { request, attempt } = handoff;
-        let hold = Hold::new(
-            self._ledger.clone(),
-            self.entry.clone(),
-            Mode::Exclusive,
-            request.task,
-            permit,
-        );
+        let hold = self.handed_to(request.task);
         let passed = match attempting {
             true => Passed::Attempt(Admission {
                 hold,
@@ -245,6 +304,9 @@ pub(crate) enum Admitted {
     Fresh(Admission),
     /// A releasing guard sent the acquisition's try (see rule 3).
     Relayed(Relayed),
+    /// The acquisition carries a dropped guard's parked unlock (rule 4): its
+    /// try goes out in one statement after that unlock.
+    Carrying(Admission, Carried),
 }
 
 #[cfg(test)]
@@ -252,7 +314,7 @@ impl Admitted {
     fn fresh(self) -> Admission {
         match self {
             Admitted::Fresh(admission) => admission,
-            Admitted::Relayed(_) => panic!("relayed"),
+            _ => panic!("not a fresh admission"),
         }
     }
 }
@@ -312,7 +374,32 @@ impl Ledger {
         ask: Option<Ask>,
     ) -> Result<Admitted, Refusal> {
         let entry = self.entry(key);
-        let permit = match try_permit(&entry, mode) {
+        let mut permit = try_permit(&entry, mode);
+        if permit.is_none() {
+            // With the slot locked: whoever emptied it before has queued the
+            // unlock and given the hold up by now.
+            let mut slot = lock(&entry.parked);
+            if let Some(parked) = slot.take() {
+                let attempt = match (mode, &ask) {
+                    (Mode::Exclusive, Some(_)) => entry.attempt.clone().try_lock_owned().ok(),
+                    _ => None,
+                };
+                match attempt {
+                    Some(attempt) => {
+                        drop(slot);
+                        let (hold, carried) = parked.carry();
+                        let admission = Admission {
+                            hold: hold.handed_to(task),
+                            _attempt: attempt,
+                        };
+                        return Ok(Admitted::Carrying(admission, carried));
+                    }
+                    None => parked.unlock_now(),
+                }
+            }
+            permit = try_permit(&entry, mode);
+        }
+        let permit = match permit {
             Some(permit) => permit,
             None => {
                 if matches!(wait, LocalWait::Try) {
@@ -392,6 +479,7 @@ impl Ledger {
             owners: Mutex::new(Vec::new()),
             relays: Mutex::new(VecDeque::new()),
             plain_waiters: AtomicUsize::new(0),
+            parked: Mutex::new(None),
         });
         // An entry only the map refers to is idle: kept for the key's next
         // acquisition (no allocation per lock cycle), dropped when the map prunes.

@@ -52,6 +52,13 @@ use crate::key::LockKey;
 ///   try. A session waiting for the lock on the server is granted it by the
 ///   unlock first, so the try fails and the waiter waits its turn there. Local
 ///   waiters are served first come, first served.
+/// - A dropped exclusive guard that nobody waits for leaves its unlock to a
+///   task, which sends it when it first runs; if the next acquisition of the same
+///   lock through the locker comes first, that acquisition sends the unlock and
+///   its own try as one statement (the same one). A worker that takes the same
+///   lock over and over pays one statement per cycle. Any other acquisition of
+///   that lock (shared, fenced) sends the waiting unlock before its own
+///   statements.
 /// - Guards of one locker exclude each other in the process (one ledger across
 ///   its connections), as guards of one pool do.
 /// - A shared connection that dies loses every lock held on it: each of those

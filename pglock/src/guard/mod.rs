@@ -2,6 +2,7 @@
 
 mod deadline;
 mod lease;
+pub(crate) mod park;
 pub(crate) mod pending;
 pub(crate) mod relay;
 mod watch;
@@ -40,7 +41,10 @@ use crate::sql;
 /// Release it with [`release`](Guard::release) to learn whether that worked, or drop
 /// it: dropping queues the unlock on the lock's connection at once (the statement
 /// prepared when the lock was taken), without blocking, and a background task (on
-/// the current tokio runtime) sees it through.
+/// the current tokio runtime) sees it through. On a [`Locker`](crate::Locker) a
+/// dropped exclusive guard hands its unlock to such a task instead, which sends it
+/// when it first runs — unless the next acquisition of the same lock through the
+/// locker comes first and sends it, with its own try, as one statement.
 /// A pooled connection goes back to its pool only after the unlock has run; if the
 /// unlock fails, the connection is closed instead, which ends its session and so
 /// frees its locks. Either way the lock does not outlive the guard.
@@ -285,7 +289,6 @@ impl Guard {
             if let Some(lease) = &mut self.held.lease {
                 lease.stop();
             }
-            let key = self.key();
             let ending = self.ending(sql::COMMIT);
             // From here on the guard's drop does nothing: this call sees the
             // release through. The first poll below queues the unlock on the
@@ -295,7 +298,7 @@ impl Guard {
                 .take()
                 .expect("a guard owns its connection until it is released");
             crate::metrics::ended(self.mode, self.acquired_at.elapsed());
-            let mut hold = self.hold.take();
+            let hold = self.hold.take();
             // Ending: its task may wait for the key again (the release may run
             // in another task, or be relayed to a waiter, and take a while).
             if let Some(hold) = &hold {
@@ -324,30 +327,16 @@ impl Guard {
                 }
                 return result;
             }
-            let result = {
-                let mut unlocking = std::pin::pin!(unlock(
-                    conn.exec(),
-                    &ending,
-                    key,
-                    self.held.settings,
-                    holder
-                ));
-                match std::future::poll_fn(|cx| Poll::Ready(unlocking.as_mut().poll(cx))).await {
-                    Poll::Ready(result) => result,
-                    Poll::Pending => {
-                        hand_over_early(&conn, &mut hold);
-                        unlocking.await
-                    }
-                }
-            };
-            match finish(
+            let ended = Ended {
                 conn,
                 hold,
-                &self.id,
-                self.mode,
-                self.held.backend_pid,
-                result,
-            ) {
+                id: self.id.clone(),
+                mode: self.mode,
+                holder,
+                settings: self.held.settings,
+                ending,
+            };
+            match ended.unlock().await {
                 Ok(()) => {
                     tracing::debug!("pglock: released");
                     Ok(())
@@ -360,16 +349,63 @@ impl Guard {
     }
 }
 
-/// On a shared connection (a `Session`, a `Locker`'s) the next guard of the same
-/// key sends its statements on the same connection, so they run after an unlock
-/// already queued there: the ledger's hold can go as soon as the unlock is queued,
-/// and a handoff between two local guards costs no round trip of its own. (Should
-/// the unlock then fail, the server still counts the hold; the one retried later
-/// releases exactly one hold, whichever guard it was.) On a connection of the
-/// guard's own, the hold goes only once the unlock is through.
-fn hand_over_early(conn: &Conn, hold: &mut Option<Hold>) {
-    if conn.is_shared() {
-        drop(hold.take());
+/// A guard that is done with its lock: what its unlock needs.
+pub(crate) struct Ended {
+    conn: Conn,
+    hold: Option<Hold>,
+    id: LockId,
+    mode: Mode,
+    holder: Option<i32>,
+    settings: Settings,
+    ending: Ending,
+}
+
+impl Ended {
+    /// Sends the unlock (queued on the first poll) and settles its answer.
+    ///
+    /// On a shared connection (a `Session`, a `Locker`'s) the next guard of the
+    /// same key sends its statements on the same connection, so they run after
+    /// an unlock already queued there: the ledger's hold goes as soon as the
+    /// unlock is queued, and a handoff between two local guards costs no round
+    /// trip of its own. (Should the unlock then fail, the server still counts the
+    /// hold; the one retried later releases exactly one hold, whichever guard it
+    /// was.) On a connection of the guard's own, the hold goes only once the
+    /// unlock is through.
+    async fn unlock(self) -> Result<(), Error> {
+        let Ended {
+            conn,
+            mut hold,
+            id,
+            mode,
+            holder,
+            settings,
+            ending,
+        } = self;
+        let result = {
+            let mut unlocking = std::pin::pin!(unlock(
+                conn.exec(),
+                &ending,
+                id.lock_key(),
+                settings,
+                holder
+            ));
+            match std::future::poll_fn(|cx| Poll::Ready(unlocking.as_mut().poll(cx))).await {
+                Poll::Ready(result) => result,
+                Poll::Pending => {
+                    if conn.is_shared() {
+                        drop(hold.take());
+                    }
+                    unlocking.await
+                }
+            }
+        };
+        finish(conn, hold, &id, mode, holder, result)
+    }
+
+    /// Sends the unlock before this returns, and hands the answer to a task.
+    fn unlock_detached(self) {
+        let id = self.id.clone();
+        finish_detached(async move { dropped(&id, self.unlock().await) });
     }
 }
 
@@ -460,14 +496,11 @@ impl Drop for Guard {
         if let Some(lease) = &mut self.held.lease {
             lease.stop();
         }
-        let mut hold = self.hold.take();
+        let hold = self.hold.take();
         if let Some(hold) = &hold {
             hold.disown();
         }
-        // Queued by `finish_detached` before it returns (see `hand_over_early`).
-        let early = conn.is_shared();
-        let (key, id, mode, settings) =
-            (self.key(), self.id.clone(), self.mode, self.held.settings);
+        let id = self.id.clone();
         let holder = self.held.backend_pid;
         let statement = self.ending(sql::ROLLBACK);
         if let Some(relay) = self.relay(&conn, &statement, hold.as_ref()) {
@@ -482,19 +515,18 @@ impl Drop for Guard {
             });
             return;
         }
-        let kept = match early {
-            true => hold.take(),
-            false => None,
+        let ended = Ended {
+            conn,
+            hold,
+            id,
+            mode: self.mode,
+            holder,
+            settings: self.held.settings,
+            ending: statement,
         };
-        finish_detached(async move {
-            // Queued on the very first poll, in `finish_detached`: the statement
-            // was prepared when the lock was taken, or is sent unnamed.
-            let result = unlock(conn.exec(), &statement, key, settings, holder).await;
-            dropped(&id, finish(conn, hold, &id, mode, holder, result));
-        });
-        // The unlock is queued on the shared connection: the next local guard's
-        // statements go behind it.
-        drop(kept);
+        // An exclusive lock on a locker's connection waits for its next local
+        // acquirer (see `park`); others are unlocked now.
+        park::Parked::park_or_unlock(ended);
     }
 }
 

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::finish_detached;
+use super::park::Carried;
 use crate::conn::ledger::Admission;
 use crate::conn::{self, Conn, Exec, Prepared};
 use crate::key::{LockId, Mode};
@@ -24,6 +25,9 @@ pub(crate) enum Target<'a> {
 /// that connection again, and gives up the attempt's ledger admission only then.
 pub(crate) struct Pending<'a> {
     target: Option<Target<'a>>,
+    /// A parked unlock this attempt carries: sent with its lock statement, or on
+    /// its own, ahead of anything else about the key, if the attempt ends first.
+    carried: Option<Carried>,
     admission: Option<Admission>,
     id: LockId,
     mode: Mode,
@@ -39,6 +43,7 @@ impl<'a> Pending<'a> {
     ) -> Pending<'a> {
         Pending {
             target: Some(target),
+            carried: None,
             admission,
             id,
             mode,
@@ -53,15 +58,29 @@ impl<'a> Pending<'a> {
         }
     }
 
+    /// The attempt carries `carried`: its lock statement is the relay statement.
+    pub(crate) fn carrying(mut self, carried: Option<Carried>) -> Self {
+        self.carried = carried;
+        self
+    }
+
+    /// Whether the attempt carries a parked unlock.
+    pub(crate) fn carries(&self) -> bool {
+        self.carried.is_some()
+    }
+
     /// To be called right before the lock statement is first polled: a drop after
-    /// that has sent it.
-    pub(crate) fn mark_sent(&self) {
+    /// that has sent it. Answers the lock of the parked unlock it carries, which
+    /// goes out with it.
+    pub(crate) fn mark_sent(&self) -> Option<&LockId> {
         self.sent.store(true, Ordering::Relaxed);
+        self.carried.as_ref().map(Carried::sent)
     }
 
     /// The attempt is settled: the connection (when owned) and the admission go
-    /// back to the caller.
+    /// back to the caller. A parked unlock it did not send goes now, first.
     pub(crate) fn disarm(mut self) -> (Option<Conn>, Option<Admission>) {
+        drop(self.carried.take());
         let conn = match self.target.take() {
             Some(Target::Owned(conn)) => Some(conn),
             _ => None,
@@ -72,6 +91,8 @@ impl<'a> Pending<'a> {
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
+        // A parked unlock not sent yet goes ahead of anything else.
+        drop(self.carried.take());
         let Some(target) = self.target.take() else {
             return;
         };
