@@ -10,11 +10,18 @@ use std::time::{Duration, Instant};
 
 use pglock_tests::{connect, pool, wait_until_waiting, Fixture};
 
-/// The relay statement's executions on the connection `client` belongs to
-/// (`pg_prepared_statements` counts the plans it chose, one per execution; this
-/// query, prepared too, matches its own pattern and is left out).
-async fn relays_run(client: &tokio_postgres::Client) -> i64 {
-    client
+/// The relay statement's executions on the locker's (one) shared connection,
+/// asked on that connection through a guard of a lock of its own
+/// (`pg_prepared_statements` counts the plans a statement chose, one per
+/// execution; this query, prepared too, matches its own pattern and is left out).
+async fn relays_run(fx: &Fixture, locker: &pglock::Locker) -> i64 {
+    let probe = pglock::advisory(format!("{}:probe", fx.name).as_str())
+        .try_acquire(locker)
+        .await
+        .unwrap()
+        .unwrap();
+    let runs = probe
+        .client()
         .query_one(
             "SELECT coalesce(sum(generic_plans + custom_plans), 0)::int8 \
              FROM pg_prepared_statements \
@@ -24,14 +31,58 @@ async fn relays_run(client: &tokio_postgres::Client) -> i64 {
         )
         .await
         .unwrap()
-        .get(0)
+        .get(0);
+    probe.release().await.unwrap();
+    runs
+}
+
+/// A fixture, and a locker with one shared connection (waits borrow from the
+/// same pool).
+async fn one_connection_locker(prefix: &str) -> (Fixture, pglock::Locker) {
+    let pool = pool(6).await;
+    let locker = pglock::Locker::new(&pool, 1).await.unwrap();
+    (Fixture::new(prefix).await, locker)
+}
+
+/// Acquires `name` through `locker` in a task of its own, within `timeout`.
+fn spawn_acquire(
+    locker: &pglock::Locker,
+    name: &str,
+    timeout: Duration,
+) -> tokio::task::JoinHandle<Result<pglock::Guard, pglock::Error>> {
+    let (locker, name) = (locker.clone(), name.to_string());
+    tokio::spawn(async move {
+        pglock::advisory(name.as_str())
+            .timeout(timeout)
+            .acquire(&locker)
+            .await
+    })
+}
+
+/// Nothing holds or waits for the fixture's lock any more, and another process
+/// takes it.
+async fn ends_free_for_another_process(fx: &Fixture) {
+    assert!(fx.until_free().await, "still held: {:?}", fx.rows().await);
+    let other = connect().await;
+    let key = pglock::key_for(&fx.name).unwrap();
+    let taken: bool = other
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(taken, "another process could not take the key");
+}
+
+/// The next of a cheap, reproducible spread of numbers (delays, choices).
+fn xorshift(x: &mut u64) {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handoffs_between_local_guards_go_out_as_one_statement() {
-    let fx = Fixture::new("relay").await;
-    let pool = pool(6).await;
-    let locker = pglock::Locker::new(&pool, 1).await.unwrap();
+    let (fx, locker) = one_connection_locker("relay").await;
     let inside = Arc::new(AtomicUsize::new(0));
     let overlaps = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -67,16 +118,9 @@ async fn handoffs_between_local_guards_go_out_as_one_statement() {
     }
     assert_eq!(overlaps.load(Ordering::SeqCst), 0);
     assert!(fx.until_free().await, "still held: {:?}", fx.rows().await);
-    // Asked on the shared connection itself (the locker has one).
-    let probe = pglock::advisory(format!("{}:probe", fx.name).as_str())
-        .try_acquire(&locker)
-        .await
-        .unwrap()
-        .unwrap();
-    let relays = relays_run(probe.client()).await;
+    let relays = relays_run(&fx, &locker).await;
     println!("FIGURE relay: 200 acquisitions by 4 tasks, relay statement run {relays} times");
     assert!(relays >= 50, "only {relays} relays");
-    probe.release().await.unwrap();
 }
 
 /// The waiter is cancelled at a spread of moments around the relay: before the
@@ -84,15 +128,11 @@ async fn handoffs_between_local_guards_go_out_as_one_statement() {
 /// nobody takes is released; the key ends free and another process takes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_to_a_cancelled_waiter_leaves_nothing_held() {
-    let fx = Fixture::new("relay-cancel").await;
-    let pool = pool(6).await;
-    let locker = pglock::Locker::new(&pool, 1).await.unwrap();
+    let (fx, locker) = one_connection_locker("relay-cancel").await;
     let (mut cancelled, mut granted) = (0, 0);
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     for round in 0..150 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        xorshift(&mut x);
         let holder = pglock::advisory(fx.name.as_str())
             .acquire(&locker)
             .await
@@ -127,15 +167,7 @@ async fn a_relay_to_a_cancelled_waiter_leaves_nothing_held() {
     }
     println!("FIGURE relay cancellation: {cancelled} waiters cancelled, {granted} finished");
     assert!(cancelled > 0);
-    assert!(fx.until_free().await, "still held: {:?}", fx.rows().await);
-    let other = connect().await;
-    let key = pglock::key_for(&fx.name).unwrap();
-    let taken: bool = other
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
-        .await
-        .unwrap()
-        .get(0);
-    assert!(taken, "another process could not take the key");
+    ends_free_for_another_process(&fx).await;
 }
 
 /// A relay that cannot run (the shared connection is in an aborted transaction
@@ -144,9 +176,7 @@ async fn a_relay_to_a_cancelled_waiter_leaves_nothing_held() {
 /// and the waiter then takes the lock on its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_that_fails_hands_the_lock_on_once_the_unlock_runs() {
-    let fx = Fixture::new("relay-fail").await;
-    let pool = pool(6).await;
-    let locker = pglock::Locker::new(&pool, 1).await.unwrap();
+    let (fx, locker) = one_connection_locker("relay-fail").await;
     let releasing = pglock::advisory(fx.name.as_str())
         .acquire(&locker)
         .await
@@ -157,15 +187,7 @@ async fn a_relay_that_fails_hands_the_lock_on_once_the_unlock_runs() {
         .acquire(&locker)
         .await
         .unwrap();
-    let waiter = tokio::spawn({
-        let (locker, name) = (locker.clone(), fx.name.clone());
-        async move {
-            pglock::advisory(name.as_str())
-                .timeout(Duration::from_secs(20))
-                .acquire(&locker)
-                .await
-        }
-    });
+    let waiter = spawn_acquire(&locker, &fx.name, Duration::from_secs(20));
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(releasing
         .client()
@@ -195,9 +217,7 @@ async fn a_relay_that_fails_hands_the_lock_on_once_the_unlock_runs() {
 /// its timeout — the time spent waiting in the process counted once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_wait_counts_once_against_the_timeout() {
-    let fx = Fixture::new("relay-timeout").await;
-    let pool = pool(6).await;
-    let locker = pglock::Locker::new(&pool, 1).await.unwrap();
+    let (fx, locker) = one_connection_locker("relay-timeout").await;
     let local = pglock::advisory(fx.name.as_str())
         .acquire(&locker)
         .await
@@ -215,15 +235,7 @@ async fn a_local_wait_counts_once_against_the_timeout() {
     });
     wait_until_waiting(&fx.observer, &fx.name, None).await;
     let started = Instant::now();
-    let waiter = tokio::spawn({
-        let (locker, name) = (locker.clone(), fx.name.clone());
-        async move {
-            pglock::advisory(name.as_str())
-                .timeout(Duration::from_millis(1500))
-                .acquire(&locker)
-                .await
-        }
-    });
+    let waiter = spawn_acquire(&locker, &fx.name, Duration::from_millis(1500));
     // 600 ms in the process, then the lock goes to the process queued on the
     // server, which keeps it until 1,100 ms: within the waiter's 1,500 ms.
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -249,9 +261,7 @@ async fn a_local_wait_counts_once_against_the_timeout() {
 /// the task that sends parked unlocks races with the acquisition.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn taking_a_dropped_lock_again_carries_its_unlock() {
-    let fx = Fixture::new("relay-park").await;
-    let pool = pool(6).await;
-    let locker = pglock::Locker::new(&pool, 1).await.unwrap();
+    let (fx, locker) = one_connection_locker("relay-park").await;
     // Another task keeps the shared connection and the runtime busy meanwhile.
     let stir = tokio::spawn({
         let (locker, name) = (locker.clone(), format!("{}:stir", fx.name));
@@ -268,9 +278,7 @@ async fn taking_a_dropped_lock_again_carries_its_unlock() {
     });
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     for i in 0..3000 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        xorshift(&mut x);
         let guard = pglock::advisory(fx.name.as_str())
             .try_acquire(&locker)
             .await
@@ -283,26 +291,18 @@ async fn taking_a_dropped_lock_again_carries_its_unlock() {
     }
     stir.await.unwrap();
     assert!(fx.until_free().await, "still held: {:?}", fx.rows().await);
-    let probe = pglock::advisory(format!("{}:probe", fx.name).as_str())
-        .try_acquire(&locker)
-        .await
-        .unwrap()
-        .unwrap();
-    let carried = relays_run(probe.client()).await;
+    let carried = relays_run(&fx, &locker).await;
     println!(
         "FIGURE parked unlocks: 3000 drop-and-retake cycles, {carried} carried by the next try"
     );
     assert!(carried >= 1000, "only {carried} carried");
-    probe.release().await.unwrap();
 }
 
 /// A parked unlock goes out on its own when nothing else comes, on both kinds of
 /// runtime: another process can take the lock at once.
 #[tokio::test(flavor = "current_thread")]
 async fn a_parked_unlock_goes_out_on_its_own() {
-    let fx = Fixture::new("relay-park-alone").await;
-    let pool = pool(4).await;
-    let locker = pglock::Locker::new(&pool, 1).await.unwrap();
+    let (fx, locker) = one_connection_locker("relay-park-alone").await;
     let other = connect().await;
     let key = pglock::key_for(&fx.name).unwrap();
     for _ in 0..20 {
@@ -331,9 +331,7 @@ async fn a_parked_unlock_goes_out_on_its_own() {
 /// unlock first, then takes its own: never two modes held by the connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_acquisition_sends_a_parked_unlock_first() {
-    let fx = Fixture::new("relay-park-shared").await;
-    let pool = pool(4).await;
-    let locker = pglock::Locker::new(&pool, 1).await.unwrap();
+    let (fx, locker) = one_connection_locker("relay-park-shared").await;
     for _ in 0..50 {
         drop(
             pglock::advisory(fx.name.as_str())
@@ -363,15 +361,11 @@ async fn a_shared_acquisition_sends_a_parked_unlock_first() {
 /// ends free, and a lost parked lock is still counted right.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn carrying_acquisitions_cancelled_leave_nothing_held() {
-    let fx = Fixture::new("relay-park-cancel").await;
-    let pool = pool(4).await;
-    let locker = pglock::Locker::new(&pool, 1).await.unwrap();
+    let (fx, locker) = one_connection_locker("relay-park-cancel").await;
     let (mut cancelled, mut acquired) = (0, 0);
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     for round in 0..300u32 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        xorshift(&mut x);
         let guard = pglock::advisory(fx.name.as_str())
             .acquire(&locker)
             .await
@@ -399,13 +393,5 @@ async fn carrying_acquisitions_cancelled_leave_nothing_held() {
     }
     println!("FIGURE parked unlocks cancelled: {cancelled} carrying acquisitions cancelled, {acquired} acquired");
     assert!(cancelled > 0);
-    assert!(fx.until_free().await, "still held: {:?}", fx.rows().await);
-    let other = connect().await;
-    let key = pglock::key_for(&fx.name).unwrap();
-    let taken: bool = other
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
-        .await
-        .unwrap()
-        .get(0);
-    assert!(taken, "another process could not take the key");
+    ends_free_for_another_process(&fx).await;
 }
