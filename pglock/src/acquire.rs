@@ -360,7 +360,7 @@ impl Advisory {
             let waiters = source.waiters();
             // Declared in this order so that a carried unlock is dropped (and
             // so sent) before the admission is given up.
-            let (admission, relayed_busy, carried) = match source
+            let (mut admission, relayed_busy, carried) = match source
                 .ledger()
                 .admit(
                     key,
@@ -419,7 +419,6 @@ impl Advisory {
                 }
                 (false, _) => self.checkout(source, key).await?,
             };
-            let mut admission = admission;
             let (result, conn, admission, settings) = loop {
                 self.check_settings(conn.is_shared(), false)?;
                 if !self.options.pooler_safe {

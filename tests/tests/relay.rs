@@ -395,3 +395,42 @@ async fn carrying_acquisitions_cancelled_leave_nothing_held() {
     assert!(cancelled > 0);
     ends_free_for_another_process(&fx).await;
 }
+
+/// A relay whose task is dropped before it reads the answer — the releasing
+/// guard was dropped on a runtime that then shut down, while the locker's
+/// connection lives on in another — leaves nothing held: the waiter gets the
+/// lock, and once it releases, the key is free.
+#[test]
+fn a_relay_dropped_with_its_runtime_leaves_nothing_held() {
+    let main = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (fx, locker) = main.block_on(one_connection_locker("relay-runtime"));
+    for _ in 0..20 {
+        let other = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let guard = other
+            .block_on(pglock::advisory(fx.name.as_str()).acquire(&locker))
+            .unwrap();
+        let waiter = {
+            let _main = main.enter();
+            spawn_acquire(&locker, &fx.name, Duration::from_secs(10))
+        };
+        main.block_on(tokio::time::sleep(Duration::from_millis(20)));
+        // The relay is queued on the connection, its task spawned on `other`
+        // and never run: the runtime goes first.
+        other.block_on(async move { drop(guard) });
+        drop(other);
+        main.block_on(async {
+            let guard = waiter.await.unwrap().unwrap();
+            assert_eq!(fx.holders().await, vec![guard.backend_pid().unwrap()]);
+            guard.release().await.unwrap();
+            assert!(fx.until_free().await, "still held: {:?}", fx.rows().await);
+        });
+    }
+    main.block_on(ends_free_for_another_process(&fx));
+}

@@ -97,9 +97,11 @@ struct Entry {
     parked: Mutex<Option<Parked>>,
 }
 
-/// Where a parked unlock waits: its key's entry.
+/// Where a parked unlock waits: its key's entry. Held by the task that sends
+/// the unlock; dropped before that task ran, it sends the unlock itself.
 pub(crate) struct Parking {
     entry: Arc<Entry>,
+    armed: bool,
 }
 
 impl Parking {
@@ -111,7 +113,8 @@ impl Parking {
     /// Runs `send` on the parked unlock unless an acquisition took it first,
     /// with the slot locked: `send` queues the unlock and gives the hold up
     /// before anyone can find the slot empty (and the key's permit taken).
-    pub(crate) fn send_with<R>(&self, send: impl FnOnce(Parked) -> R) -> Option<R> {
+    pub(crate) fn send_with<R>(&mut self, send: impl FnOnce(Parked) -> R) -> Option<R> {
+        self.armed = false;
         let mut slot = lock(&self.entry.parked);
         slot.take().map(send)
     }
@@ -119,9 +122,12 @@ impl Parking {
 
 impl Drop for Parking {
     /// Its task was dropped unpolled (the runtime is shutting down): the
-    /// unlock goes now.
+    /// unlock goes now. (Once the task ran, the slot is left alone: what is
+    /// parked there now is a later guard's, with a task of its own.)
     fn drop(&mut self) {
-        self.send_with(Parked::unlock_now);
+        if self.armed {
+            self.send_with(Parked::unlock_now);
+        }
     }
 }
 
@@ -224,6 +230,7 @@ impl Hold {
     pub(crate) fn parking(&self) -> Parking {
         Parking {
             entry: self.entry.clone(),
+            armed: true,
         }
     }
 
@@ -505,7 +512,12 @@ impl Ledger {
 /// drops the request unanswered, and the wait for the permit goes on.
 async fn relay_or_permit(entry: &Arc<Entry>, ask: Ask, task: Task) -> Result<Permit, Relayed> {
     let (reply, relayed) = oneshot::channel();
-    lock(&entry.relays).push_back(Request { ask, task, reply });
+    {
+        // Requests whose waiters went on without a relay go first.
+        let mut relays = lock(&entry.relays);
+        relays.retain(|r| !r.reply.is_closed());
+        relays.push_back(Request { ask, task, reply });
+    }
     let permit = std::pin::pin!(entry.holds.clone().write_owned());
     // The relay's answer is polled first.
     match futures_util::future::select(relayed, permit).await {

@@ -109,7 +109,7 @@ impl Parked {
         if !parkable {
             return ended.unlock_detached();
         }
-        let parking = ended.hold.as_ref().expect("checked above").parking();
+        let mut parking = ended.hold.as_ref().expect("checked above").parking();
         parking.put(Parked { ended });
         tokio::spawn(async move {
             // Queued (and the hold given up) under the slot's lock; the answer

@@ -25,12 +25,16 @@
 //!
 //! [`Locker`]: crate::Locker
 
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use tokio_postgres::Statement;
 
+use super::pending::unlock_if_held;
 use super::{Guard, Held, Safety};
-use crate::conn::ledger::{Admission, Handoff, Hold, Passed};
+use crate::conn::ledger::{Admission, Handoff, Hold, Passed, Pooling};
 use crate::conn::{Conn, Exec, Prepared, Session, Settings};
 use crate::error::Error;
 use crate::key::{LockId, Mode};
@@ -110,12 +114,18 @@ impl Relay {
     ) -> Result<(), Error> {
         let key = id.lock_key();
         let params = key.params();
+        let mut in_flight = InFlight {
+            session,
+            id,
+            parts: Some((hold, self.handoff)),
+        };
         let result = Exec::Session(session)
             .query(&Prepared::Statement(self.statement), &params)
             .await;
+        let (hold, handoff) = in_flight.parts.take().expect("taken only here");
         let row = match result {
             Ok(rows) => rows.into_iter().next(),
-            Err(e) => return Err(fail(session, hold, self.handoff, id, Error::db(e))),
+            Err(e) => return Err(fail(session, hold, handoff, id, Error::db(e))),
         };
         let answer = row.and_then(|row| {
             let (held, backend, granted): (bool, i32, bool) = (row.get(0), row.get(1), row.get(2));
@@ -126,16 +136,18 @@ impl Relay {
         let Some((held, backend, granted)) = answer else {
             // Not the holder's server session: the ledger relays only where each
             // client connection keeps its server session, so this is a proxy
-            // that changed its ways. The key's state here is unknown.
+            // that changed its ways. The key's state here is unknown, and the
+            // source takes no more session locks.
+            hold.ledger().set_pooling(Pooling::Transaction);
             return Err(fail(
                 session,
                 hold,
-                self.handoff,
+                handoff,
                 id,
                 Error::transaction_pooler("a relayed unlock ran in another server session"),
             ));
         };
-        let (passed, request) = hold.pass(self.handoff, !granted);
+        let (passed, request) = hold.pass(handoff, !granted);
         let relayed = match passed {
             Passed::Held(hold) => {
                 let ask = &request.ask;
@@ -167,6 +179,33 @@ impl Relay {
         match held {
             true => Ok(()),
             false => Err(Error::lost(id)),
+        }
+    }
+}
+
+/// A relay on the wire. Dropped before its answer is read (its task was dropped
+/// with a runtime that shut down while the connection lives on), it queues an
+/// unlock-if-held behind the relay before the permits go: whatever the relay
+/// left (its try's grant, or the old hold) is released, and the next statement
+/// about the key comes after.
+struct InFlight<'a> {
+    session: &'a Session,
+    id: &'a LockId,
+    parts: Option<(Hold, Handoff)>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(parts) = self.parts.take() {
+            let mut cleanup = pin!(unlock_if_held(
+                Exec::Session(self.session),
+                self.id,
+                Mode::Exclusive
+            ));
+            let _ = cleanup
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()));
+            drop(parts);
         }
     }
 }
