@@ -24,6 +24,10 @@ pub struct PgBouncer {
     child: Child,
     dir: PathBuf,
     port: u16,
+    /// The test database and user (`DATABASE_URL`'s): advisory locks are
+    /// per database, so the proxy must lead to the one the observers watch.
+    dbname: String,
+    user: String,
 }
 
 impl PgBouncer {
@@ -87,7 +91,14 @@ impl PgBouncer {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("pgbouncer: {e}"))?;
-        let bouncer = PgBouncer { child, dir, port };
+        let dbname = config.get_dbname().unwrap_or("postgres").to_string();
+        let bouncer = PgBouncer {
+            child,
+            dir,
+            port,
+            dbname,
+            user: user.clone(),
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -107,7 +118,10 @@ impl PgBouncer {
 
     /// A URL that connects through PgBouncer to the test database.
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        format!(
+            "postgres://{}@127.0.0.1:{}/{}",
+            self.user, self.port, self.dbname
+        )
     }
 
     /// Starts PgBouncer, or prints why it cannot and answers `None` (the caller
