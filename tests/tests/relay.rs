@@ -420,7 +420,7 @@ fn a_relay_dropped_with_its_runtime_leaves_nothing_held() {
             let _main = main.enter();
             spawn_acquire(&locker, &fx.name, Duration::from_secs(10))
         };
-        main.block_on(tokio::time::sleep(Duration::from_millis(20)));
+        main.block_on(async { tokio::time::sleep(Duration::from_millis(20)).await });
         // The relay is queued on the connection, its task spawned on `other`
         // and never run: the runtime goes first.
         other.block_on(async move { drop(guard) });
