@@ -113,21 +113,28 @@ async fn a_dead_shared_connection_loses_every_lock_on_it() {
     let pool = pool(4).await;
     let locker = pglock::Locker::new(&pool, 2).await.unwrap();
     let prefix = unique_name("locker-dead");
-    let mut guards = Vec::new();
-    for i in 0..1000 {
+    // Names until the connection of the first holds 1,000 of them (the other
+    // shared connection holds about as many).
+    let (mut guards, mut on_victim, mut victim) = (Vec::new(), 0, None);
+    for i in 0.. {
         let name = format!("{prefix}:{i}");
-        guards.push(
-            pglock::advisory(name.as_str())
-                .try_acquire(&locker)
-                .await
-                .unwrap()
-                .unwrap(),
-        );
+        let guard = pglock::advisory(name.as_str())
+            .try_acquire(&locker)
+            .await
+            .unwrap()
+            .unwrap();
+        let victim = *victim.get_or_insert(guard.backend_pid().unwrap());
+        on_victim += usize::from(guard.backend_pid() == Some(victim));
+        guards.push(guard);
+        if on_victim == 1000 {
+            break;
+        }
     }
-    let victim = guards[0].backend_pid().unwrap();
+    let victim = victim.unwrap();
     let (lost, kept): (Vec<_>, Vec<_>) = guards
         .into_iter()
         .partition(|g| g.backend_pid() == Some(victim));
+    assert_eq!(lost.len(), 1000);
     observer
         .execute("SELECT pg_terminate_backend($1)", &[&victim])
         .await
