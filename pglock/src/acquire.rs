@@ -399,25 +399,20 @@ impl Advisory {
             // A carried unlock on a connection that is gone is sent on its own
             // (and reports the loss).
             let mut carried = carried.filter(|c| !c.session().is_closed());
-            let mut conn = match (relayed_busy, waiters) {
-                (false, _) if carried.is_some() => Conn::Session(
-                    carried
-                        .as_ref()
-                        .map(|c| c.session().clone())
-                        .expect("checked"),
-                ),
-                (true, Some(pool)) if !matches!(left, Wait::Zero) => {
+            let mut conn = match (relayed_busy, waiters, &carried) {
+                (false, _, Some(carried)) => Conn::Session(carried.session().clone()),
+                (true, Some(pool), _) if !matches!(left, Wait::Zero) => {
                     phase = left;
                     Conn::Pooled(Box::new(pool.get().await.map_err(Error::pool)?))
                 }
-                (true, _) => {
+                (true, _, _) => {
                     drop(admission);
                     record_busy(&span, started);
                     let conn = self.checkout(source, key).await?;
                     let holder = holder(want_holder, conn.exec(), key, self.mode).await;
                     return Ok(Outcome::Busy(holder));
                 }
-                (false, _) => self.checkout(source, key).await?,
+                (false, _, None) => self.checkout(source, key).await?,
             };
             let (result, conn, admission, settings) = loop {
                 self.check_settings(conn.is_shared(), false)?;

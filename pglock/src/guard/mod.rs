@@ -255,15 +255,30 @@ impl Guard {
             .expect("a guard owns its connection until it is released")
     }
 
-    /// A relay of this guard's lock to a local waiter, when one asked for it and
-    /// the lock ends with a plain unlock.
-    fn relay(&self, conn: &Conn, ending: &Ending, hold: Option<&Hold>) -> Option<Relay> {
-        match ending {
-            Ending::Unlock { .. } if !self.held.settings.changed() => {
-                Relay::start(conn, hold, self.mode, self.key().is_pair())
-            }
-            _ => None,
+    /// What the guard's end needs, taken out of it (`end`: COMMIT or ROLLBACK
+    /// for a lock in a transaction); `None` once taken. Its lease stops, and its
+    /// task no longer owns the hold (the end may run in another task, or be
+    /// relayed to a waiter, and take a while).
+    fn ended(&mut self, end: &'static str) -> Option<Ended> {
+        let conn = self.conn.take()?;
+        crate::metrics::ended(self.mode, self.acquired_at.elapsed());
+        if let Some(lease) = &mut self.held.lease {
+            lease.stop();
         }
+        let hold = self.hold.take();
+        if let Some(hold) = &hold {
+            hold.disown();
+        }
+        Some(Ended {
+            conn,
+            hold,
+            id: self.id.clone(),
+            mode: self.mode,
+            holder: self.held.backend_pid,
+            settings: self.held.settings,
+            ending: self.ending(end),
+            unlock: self.held.unlock.clone(),
+        })
     }
 
     /// Releases the lock, in one round trip.
@@ -286,57 +301,25 @@ impl Guard {
             held_us = self.acquired_at.elapsed().as_micros() as u64
         );
         async move {
-            if let Some(lease) = &mut self.held.lease {
-                lease.stop();
-            }
-            let ending = self.ending(sql::COMMIT);
             // From here on the guard's drop does nothing: this call sees the
             // release through. The first poll below queues the unlock on the
             // connection, ahead of anything else that will run on it.
-            let conn = self
-                .conn
-                .take()
+            let ended = self
+                .ended(sql::COMMIT)
                 .expect("a guard owns its connection until it is released");
-            crate::metrics::ended(self.mode, self.acquired_at.elapsed());
-            let hold = self.hold.take();
-            // Ending: its task may wait for the key again (the release may run
-            // in another task, or be relayed to a waiter, and take a while).
-            if let Some(hold) = &hold {
-                hold.disown();
-            }
-            let holder = self.held.backend_pid;
-            if let Some(relay) = self.relay(&conn, &ending, hold.as_ref()) {
-                let (Conn::Session(session), Some(hold)) = (conn, hold) else {
-                    unreachable!("relays start only from a shared session's hold")
-                };
-                let unlock = self.held.unlock.clone();
-                let (report, result) = tokio::sync::oneshot::channel();
-                relay.detach(session, hold, self.id.clone(), unlock, holder, |result| {
-                    drop(report.send(result));
-                });
+            let (report, relayed) = tokio::sync::oneshot::channel();
+            let result = match ended.relay(move |result| drop(report.send(result))) {
                 // Unanswered only when the runtime shuts down, taking the
                 // connection's driver (and so the session's locks) with it.
-                let result = result.await.unwrap_or_else(|_| {
+                None => relayed.await.unwrap_or_else(|_| {
                     Err(Error::lost_while_held(
                         &self.id,
                         "the runtime shut down before the release was confirmed",
                     ))
-                });
-                if result.is_ok() {
-                    tracing::debug!("pglock: released, and relayed to a waiting guard");
-                }
-                return result;
-            }
-            let ended = Ended {
-                conn,
-                hold,
-                id: self.id.clone(),
-                mode: self.mode,
-                holder,
-                settings: self.held.settings,
-                ending,
+                }),
+                Some(ended) => ended.unlock().await,
             };
-            match ended.unlock().await {
+            match result {
                 Ok(()) => {
                     tracing::debug!("pglock: released");
                     Ok(())
@@ -358,9 +341,33 @@ pub(crate) struct Ended {
     holder: Option<i32>,
     settings: Settings,
     ending: Ending,
+    /// The prepared unlock (a relayed waiter's guard needs the same one).
+    unlock: Option<tokio_postgres::Statement>,
 }
 
 impl Ended {
+    /// Relays the lock to a local waiter (see `relay`) when one asked for it and
+    /// the lock ends with a plain unlock: the relay is queued before this
+    /// returns, and `report` gets the release's result. Gives `self` back
+    /// otherwise.
+    fn relay(self, report: impl FnOnce(Result<(), Error>) + Send + 'static) -> Option<Ended> {
+        let plain = matches!(self.ending, Ending::Unlock { .. }) && !self.settings.changed();
+        let relay = plain
+            .then(|| {
+                let pair = self.id.lock_key().is_pair();
+                Relay::start(&self.conn, self.hold.as_ref(), self.mode, pair)
+            })
+            .flatten();
+        let Some(relay) = relay else {
+            return Some(self);
+        };
+        let (Conn::Session(session), Some(hold)) = (self.conn, self.hold) else {
+            unreachable!("relays start only from a shared session's hold")
+        };
+        relay.detach(session, hold, self.id, self.unlock, self.holder, report);
+        None
+    }
+
     /// Sends the unlock (queued on the first poll) and settles its answer.
     ///
     /// On a shared connection (a `Session`, a `Locker`'s) the next guard of the
@@ -380,6 +387,7 @@ impl Ended {
             holder,
             settings,
             ending,
+            ..
         } = self;
         let result = {
             let mut unlocking = std::pin::pin!(unlock(
@@ -491,42 +499,16 @@ fn unlocked(rows: &[Row]) -> bool {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let Some(conn) = self.conn.take() else { return };
-        crate::metrics::ended(self.mode, self.acquired_at.elapsed());
-        if let Some(lease) = &mut self.held.lease {
-            lease.stop();
-        }
-        let hold = self.hold.take();
-        if let Some(hold) = &hold {
-            hold.disown();
-        }
-        let id = self.id.clone();
-        let holder = self.held.backend_pid;
-        let statement = self.ending(sql::ROLLBACK);
-        if let Some(relay) = self.relay(&conn, &statement, hold.as_ref()) {
-            let (Conn::Session(session), Some(hold)) = (conn, hold) else {
-                unreachable!("relays start only from a shared session's hold")
-            };
-            let unlock = self.held.unlock.clone();
-            // Queued before this returns, like an unlock; the ledger's permits
-            // pass to the waiter with the answer.
-            relay.detach(session, hold, id.clone(), unlock, holder, move |result| {
-                dropped(&id, result)
-            });
+        let Some(ended) = self.ended(sql::ROLLBACK) else {
             return;
-        }
-        let ended = Ended {
-            conn,
-            hold,
-            id,
-            mode: self.mode,
-            holder,
-            settings: self.held.settings,
-            ending: statement,
         };
-        // An exclusive lock on a locker's connection waits for its next local
-        // acquirer (see `park`); others are unlocked now.
-        park::Parked::park_or_unlock(ended);
+        let id = ended.id.clone();
+        // A waiting local guard is relayed the lock; else an exclusive lock on a
+        // locker's connection waits for its next local acquirer (see `park`);
+        // others are unlocked now.
+        if let Some(ended) = ended.relay(move |result| dropped(&id, result)) {
+            park::Parked::park_or_unlock(ended);
+        }
     }
 }
 
